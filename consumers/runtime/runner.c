@@ -1,0 +1,815 @@
+/*
+ * runner: the consumer loop shared by every consumer (see runner.h for the flow).
+ *
+ * Delivery guarantees come from the order of the steps:
+ *  - features: a partition's updates and its "applied" offset change in one Lua
+ *    script; the script refuses a batch unless Redis holds the offset this process
+ *    last wrote, so replays, zombies and a Redis that lost its last second all end in
+ *    a reload of the stored offsets and a seek, never in an update applied twice;
+ *  - outputs: decisions are produced and flushed before the batch is recorded as
+ *    emitted (in Redis, with the next script call) and before its Kafka offsets are
+ *    stored. After a crash the partition restarts after "emitted"; messages up to
+ *    "applied" are replayed read-only: their features are not touched again and their
+ *    decisions come out again with the same ids (at-least-once).
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "settings.h"
+
+#define MAX_BATCHES 4096
+
+struct part {
+        int assigned;
+        int64_t applied;   /* what Redis holds as "offset" (-1: nothing) */
+        int64_t emitted;   /* outputs flushed up to here */
+        int64_t e_stored;  /* "emitted" as last written to Redis */
+        int64_t watermark; /* max event time applied */
+        int reseek;        /* stale batch seen: reload meta and seek */
+};
+
+struct fls_emit {
+        rd_kafka_t *producer;
+        fls_codec_t *codec;
+        const char *topic;
+        const char *in_topic;
+        fls_counter_t *out;
+        int timeout_ms;
+};
+
+typedef struct runner {
+        const fls_app_t *app;
+        const fls_conf_t *conf;
+        void *ctx;
+        volatile int *stop;
+        rd_kafka_t *consumer, *producer;
+        rd_kafka_queue_t *queue;
+        fls_store_t *store;
+        fls_codec_t *in, *out;
+        fls_metrics_t *metrics;
+        fls_emit_t emit;
+        const char *topic;
+        char dlq_topic[256];
+        struct part *parts;
+        int nparts;
+        fls_batch_t **pool;
+        size_t npool;
+        rd_kafka_message_t **msgs;
+        size_t *order;
+        int max_msgs, max_ms;
+        int64_t lateness_ms, max_future_ms, min_ts_ms;
+        int retry_max_ms;
+        int fatal;
+        uint64_t poll;
+        /* metrics */
+        fls_counter_t *m_in, *m_late, *m_bad[FLS_BAD__COUNT], *m_stale, *m_redis_err;
+        fls_hist_t *m_batch, *m_redis;
+        fls_gauge_t *m_lag;
+} runner_t;
+
+static double now_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct part *part_get(runner_t *r, int32_t p)
+{
+        if (p < 0)
+                return NULL;
+        if (p >= r->nparts) {
+                int n = p + 16;
+                struct part *np = realloc(r->parts, (size_t)n * sizeof(*np));
+                if (!np)
+                        return NULL;
+                memset(np + r->nparts, 0, (size_t)(n - r->nparts) * sizeof(*np));
+                for (int i = r->nparts; i < n; i++)
+                        np[i].applied = np[i].emitted = np[i].e_stored = -1;
+                r->parts = np;
+                r->nparts = n;
+        }
+        return &r->parts[p];
+}
+
+/* ---- emit ---------------------------------------------------------------- */
+
+avro_value_t *fls_emit_begin(fls_emit_t *e)
+{
+        return fls_codec_out(e->codec);
+}
+
+void fls_emit_id(const fls_emit_t *e, int32_t partition, int64_t offset, const char *kind,
+                 char *buf, size_t size)
+{
+        snprintf(buf, size, "%s/%d/%" PRId64 "/%s", e->in_topic, (int)partition, offset,
+                 kind);
+}
+
+int fls_emit_send(fls_emit_t *e, const char *key, size_t keylen, char *errstr,
+                  size_t errstr_size)
+{
+        const void *buf;
+        size_t len;
+
+        if (fls_codec_encode(e->codec, &buf, &len, errstr, errstr_size))
+                return -1;
+        if (fls_kafka_produce(e->producer, e->topic, key, keylen, buf, len, NULL,
+                              e->timeout_ms, errstr, errstr_size))
+                return -1;
+        fls_counter_add(e->out, 1);
+        return 0;
+}
+
+/* ---- Redis with retry ------------------------------------------------------ */
+
+/* Sleeps up to ms, waking early on stop. */
+static void nap(runner_t *r, int ms)
+{
+        while (ms > 0 && !*r->stop) {
+                int step = ms < 100 ? ms : 100;
+                rd_kafka_poll(r->producer, 0);
+                usleep((useconds_t)step * 1000);
+                ms -= step;
+        }
+}
+
+/* Redis being down is not fatal: the consumer holds its batch and retries with
+ * backoff until Redis is back. Returns -1 only when asked to stop meanwhile. */
+static int apply_retry(runner_t *r, fls_batch_t **bs, size_t n)
+{
+        char err[512];
+        int backoff = 50;
+        double t0 = now_s();
+
+        while (fls_store_apply(r->store, bs, n, err, sizeof(err))) {
+                fls_counter_add(r->m_redis_err, 1);
+                fls_metrics_set_health(r->metrics, 0, err);
+                fls_log(FLS_LOG_WARN, "runner", "%s; retrying in %d ms", err, backoff);
+                nap(r, backoff);
+                if (*r->stop)
+                        return -1;
+                backoff = backoff * 2 > r->retry_max_ms ? r->retry_max_ms : backoff * 2;
+        }
+        fls_metrics_set_health(r->metrics, 1, NULL);
+        fls_hist_observe(r->m_redis, now_s() - t0);
+        return 0;
+}
+
+static int meta_retry(runner_t *r, const int32_t *ps, size_t n, fls_meta_t *out)
+{
+        char err[512];
+        int backoff = 50;
+
+        while (fls_store_meta(r->store, r->topic, ps, n, out, err, sizeof(err))) {
+                fls_log(FLS_LOG_WARN, "runner", "%s; retrying in %d ms", err, backoff);
+                nap(r, backoff);
+                if (*r->stop)
+                        return -1;
+                backoff = backoff * 2 > r->retry_max_ms ? r->retry_max_ms : backoff * 2;
+        }
+        return 0;
+}
+
+/* ---- rebalance ------------------------------------------------------------- */
+
+/* Loads the stored state of newly assigned partitions and starts each one after the
+ * last offset whose outputs were flushed; without state, at the committed offset. */
+static int load_parts(runner_t *r, rd_kafka_topic_partition_list_t *parts)
+{
+        int32_t *ps = calloc((size_t)parts->cnt + 1, sizeof(*ps));
+        fls_meta_t *ms = calloc((size_t)parts->cnt + 1, sizeof(*ms));
+        int rc = -1;
+
+        if (!ps || !ms)
+                goto out;
+        for (int i = 0; i < parts->cnt; i++)
+                ps[i] = parts->elems[i].partition;
+        if (meta_retry(r, ps, (size_t)parts->cnt, ms))
+                goto out;
+        for (int i = 0; i < parts->cnt; i++) {
+                struct part *p = part_get(r, ps[i]);
+                if (!p)
+                        goto out;
+                p->assigned = 1;
+                p->reseek = 0;
+                p->applied = ms[i].offset;
+                p->emitted = ms[i].emitted;
+                p->e_stored = ms[i].emitted;
+                p->watermark = ms[i].watermark;
+                /* Both offsets exist once a batch was applied; emitted may lag
+                 * applied by one batch, which is then replayed read-only. */
+                if (p->emitted < 0 && p->applied >= 0)
+                        p->emitted = -1;
+                parts->elems[i].offset =
+                    p->emitted >= 0 ? p->emitted + 1
+                                    : (p->applied >= 0 ? 0 : RD_KAFKA_OFFSET_INVALID);
+                fls_log(FLS_LOG_INFO, "runner",
+                        "assigned %s [%d]: applied %" PRId64 ", emitted %" PRId64
+                        ", watermark %" PRId64,
+                        r->topic, (int)ps[i], p->applied, p->emitted, p->watermark);
+        }
+        rc = 0;
+out:
+        free(ps);
+        free(ms);
+        return rc;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        runner_t *r = opaque;
+        int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+        rd_kafka_error_t *e = NULL;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (load_parts(r, parts)) {
+                        r->fatal = 1;
+                        return;
+                }
+                if (coop)
+                        e = rd_kafka_incremental_assign(rk, parts);
+                else
+                        rd_kafka_assign(rk, parts);
+        } else {
+                /* Batches are processed synchronously, so by now every output of the
+                 * revoked partitions is flushed and their offsets stored. */
+                rd_kafka_commit(rk, NULL, 0);
+                for (int i = 0; i < parts->cnt; i++) {
+                        struct part *p = part_get(r, parts->elems[i].partition);
+                        if (p)
+                                p->assigned = 0;
+                        fls_log(FLS_LOG_INFO, "runner", "revoked %s [%d]", r->topic,
+                                (int)parts->elems[i].partition);
+                }
+                if (coop)
+                        e = rd_kafka_incremental_unassign(rk, parts);
+                else
+                        rd_kafka_assign(rk, NULL);
+        }
+        if (e) {
+                fls_log(FLS_LOG_ERROR, "runner", "rebalance: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+}
+
+/* After a stale batch: Redis holds other offsets than this process wrote. Start the
+ * partition over from what Redis says. */
+static void reseek(runner_t *r)
+{
+        for (int i = 0; i < r->nparts; i++) {
+                struct part *p = &r->parts[i];
+                rd_kafka_topic_partition_list_t *l;
+                rd_kafka_error_t *e;
+                if (!p->reseek || !p->assigned)
+                        continue;
+                l = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(l, r->topic, i);
+                if (load_parts(r, l) == 0) {
+                        if (l->elems[0].offset == RD_KAFKA_OFFSET_INVALID)
+                                l->elems[0].offset = RD_KAFKA_OFFSET_BEGINNING;
+                        e = rd_kafka_seek_partitions(r->consumer, l, 5000);
+                        if (e) {
+                                fls_log(FLS_LOG_ERROR, "runner", "seek: %s",
+                                        rd_kafka_error_string(e));
+                                rd_kafka_error_destroy(e);
+                        }
+                }
+                rd_kafka_topic_partition_list_destroy(l);
+        }
+}
+
+/* ---- dead letters ----------------------------------------------------------- */
+
+static int dead_letter(runner_t *r, const rd_kafka_message_t *m, fls_bad_t bad,
+                       const char *detail)
+{
+        rd_kafka_headers_t *src = NULL, *h;
+        char num[32], err[512];
+
+        if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
+                h = rd_kafka_headers_copy(src);
+        else
+                h = rd_kafka_headers_new(5);
+        rd_kafka_header_add(h, "fls.error.class", -1, fls_bad_name(bad), -1);
+        rd_kafka_header_add(h, "fls.error.detail", -1, detail, -1);
+        rd_kafka_header_add(h, "fls.source.topic", -1, r->topic, -1);
+        snprintf(num, sizeof(num), "%d", (int)m->partition);
+        rd_kafka_header_add(h, "fls.source.partition", -1, num, -1);
+        snprintf(num, sizeof(num), "%" PRId64, m->offset);
+        rd_kafka_header_add(h, "fls.source.offset", -1, num, -1);
+        fls_counter_add(r->m_bad[bad], 1);
+        if (fls_kafka_produce(r->producer, r->dlq_topic, m->key, m->key_len, m->payload,
+                              m->len, h, r->emit.timeout_ms, err, sizeof(err))) {
+                rd_kafka_headers_destroy(h);
+                fls_log(FLS_LOG_ERROR, "runner", "dead letter %s [%d] @%" PRId64 ": %s",
+                        r->topic, (int)m->partition, m->offset, err);
+                return -1;
+        }
+        return 0;
+}
+
+/* ---- one batch -------------------------------------------------------------- */
+
+static rd_kafka_message_t **sort_msgs;
+static int by_partition(const void *a, const void *b)
+{
+        const rd_kafka_message_t *x = sort_msgs[*(const size_t *)a];
+        const rd_kafka_message_t *y = sort_msgs[*(const size_t *)b];
+        if (x->partition != y->partition)
+                return x->partition < y->partition ? -1 : 1;
+        return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static fls_batch_t *batch_at(runner_t *r, size_t i)
+{
+        if (i >= r->npool) {
+                fls_batch_t **np = realloc(r->pool, (i + 1) * sizeof(*np));
+                if (!np)
+                        return NULL;
+                r->pool = np;
+                while (r->npool <= i)
+                        r->pool[r->npool++] = fls_batch_new(r->store);
+        }
+        return r->pool[i];
+}
+
+/* Checks one message; returns 1 when it is good and fills *valuep and *ts. */
+static int check_msg(runner_t *r, rd_kafka_message_t *m, avro_value_t **valuep,
+                     int64_t *ts)
+{
+        char detail[256];
+        fls_bad_t bad;
+
+        bad = fls_codec_decode(r->in, m->payload, m->len, valuep, detail, sizeof(detail));
+        if (bad == FLS_BAD_NONE)
+                bad = r->app->check(r->ctx, *valuep, m->key, m->key_len, ts, detail,
+                                    sizeof(detail));
+        if (bad == FLS_BAD_NONE && *ts < r->min_ts_ms) {
+                bad = FLS_BAD_VALUE;
+                snprintf(detail, sizeof(detail), "timestamp %" PRId64 " before %" PRId64,
+                         *ts, r->min_ts_ms);
+        }
+        if (bad == FLS_BAD_NONE && *ts > wall_ms() + r->max_future_ms) {
+                bad = FLS_BAD_VALUE;
+                snprintf(detail, sizeof(detail),
+                         "timestamp %" PRId64 " more than %" PRId64 " ms in the future",
+                         *ts, r->max_future_ms);
+        }
+        if (bad == FLS_BAD_NONE)
+                return 1;
+        if (dead_letter(r, m, bad, detail))
+                r->fatal = 1;
+        return 0;
+}
+
+static void process(runner_t *r, size_t n)
+{
+        fls_batch_t *bs[MAX_BATCHES];
+        int32_t bpart[MAX_BATCHES];
+        int64_t blast[MAX_BATCHES];
+        int bro[MAX_BATCHES];
+        size_t nb = 0, i = 0;
+        double t0 = now_s();
+        char err[512];
+        rd_kafka_topic_partition_list_t *done;
+
+        r->poll++;
+        for (size_t k = 0; k < n; k++)
+                r->order[k] = k;
+        sort_msgs = r->msgs;
+        qsort(r->order, n, sizeof(*r->order), by_partition);
+
+        /* One batch per partition and mode: replayed messages (offset <= applied: their
+         * features are in Redis already) first, read-only, then the new ones. */
+        while (i < n && nb + 2 < MAX_BATCHES) {
+                int32_t pn = r->msgs[r->order[i]]->partition;
+                struct part *p = part_get(r, pn);
+                int64_t late = 0, expect = p ? p->applied : -1;
+                fls_batch_t *b = NULL;
+                int ro = -1;
+
+                for (; i < n && r->msgs[r->order[i]]->partition == pn; i++) {
+                        rd_kafka_message_t *m = r->msgs[r->order[i]];
+                        avro_value_t *v;
+                        fls_event_t ev;
+                        if (!p || !p->assigned || p->reseek || m->offset <= p->emitted)
+                                continue;
+                        fls_counter_add(r->m_in, 1);
+                        ev.replay = m->offset <= p->applied;
+                        if (ev.replay != ro) {
+                                b = batch_at(r, nb);
+                                if (!b) {
+                                        r->fatal = 1;
+                                        return;
+                                }
+                                fls_batch_begin(b, r->topic, pn, ev.replay);
+                                bs[nb] = b;
+                                bpart[nb] = pn;
+                                bro[nb] = ev.replay;
+                                nb++;
+                                ro = ev.replay;
+                        }
+                        blast[nb - 1] = m->offset;
+                        if (!check_msg(r, m, &v, &ev.ts))
+                                continue;
+                        ev.poll = r->poll;
+                        ev.partition = pn;
+                        ev.offset = m->offset;
+                        ev.key = m->key;
+                        ev.keylen = m->key_len;
+                        ev.late = !ev.replay && ev.ts < p->watermark - r->lateness_ms;
+                        if (ev.late) {
+                                late++;
+                                fls_counter_add(r->m_late, 1);
+                        }
+                        r->app->update(r->ctx, v, b, &ev);
+                        if (!ev.replay && ev.ts > p->watermark)
+                                p->watermark = ev.ts;
+                }
+                if (b && ro == 0)
+                        fls_batch_offsets(b, expect, blast[nb - 1], p->emitted,
+                                          p->watermark, late);
+                else if (b)
+                        fls_batch_offsets(b, -1, -1, p->emitted, 0, 0);
+        }
+        if (r->fatal || nb == 0)
+                return;
+        if (apply_retry(r, bs, nb))
+                return; /* stopping: nothing of this batch is recorded as done */
+
+        for (size_t k = 0; k < nb; k++) {
+                struct part *p = part_get(r, bpart[k]);
+                if (fls_batch_stale(bs[k])) {
+                        fls_counter_add(r->m_stale, 1);
+                        fls_log(FLS_LOG_WARN, "runner",
+                                "%s [%d]: Redis holds other offsets than this consumer "
+                                "wrote; reloading them",
+                                r->topic, (int)bpart[k]);
+                        p->reseek = 1;
+                        continue;
+                }
+                if (!bro[k])
+                        p->applied = blast[k];
+                p->e_stored = p->emitted;
+                if (r->app->decide(r->ctx, bs[k], &r->emit, err, sizeof(err))) {
+                        fls_log(FLS_LOG_ERROR, "runner", "%s: %s", r->app->name, err);
+                        r->fatal = 1;
+                        return;
+                }
+        }
+        /* Outputs and dead letters are acknowledged before the batch counts as
+         * emitted: a crash before this point replays it. */
+        while (rd_kafka_outq_len(r->producer) > 0 && !*r->stop)
+                rd_kafka_flush(r->producer, 100);
+        if (rd_kafka_outq_len(r->producer) > 0)
+                return;
+
+        done = rd_kafka_topic_partition_list_new((int)nb);
+        for (size_t k = 0; k < nb; k++) {
+                struct part *p = part_get(r, bpart[k]);
+                if (p->reseek || blast[k] <= p->emitted)
+                        continue;
+                p->emitted = blast[k];
+                rd_kafka_topic_partition_list_add(done, r->topic, bpart[k])->offset =
+                    blast[k] + 1;
+        }
+        if (done->cnt)
+                rd_kafka_offsets_store(r->consumer, done);
+        rd_kafka_topic_partition_list_destroy(done);
+        reseek(r);
+        fls_hist_observe(r->m_batch, now_s() - t0);
+}
+
+/* When idle, records in Redis how far outputs were flushed, so that a restart does
+ * not replay the last batch. */
+static void record_emitted(runner_t *r)
+{
+        fls_batch_t *bs[MAX_BATCHES];
+        size_t nb = 0;
+
+        for (int i = 0; i < r->nparts && nb < MAX_BATCHES; i++) {
+                struct part *p = &r->parts[i];
+                if (!p->assigned || p->reseek || p->emitted <= p->e_stored)
+                        continue;
+                bs[nb] = batch_at(r, nb);
+                if (!bs[nb])
+                        return;
+                fls_batch_begin(bs[nb], r->topic, i, 1);
+                fls_batch_offsets(bs[nb], -1, -1, p->emitted, 0, 0);
+                nb++;
+        }
+        if (nb && apply_retry(r, bs, nb) == 0) {
+                for (int i = 0; i < r->nparts; i++)
+                        if (r->parts[i].assigned)
+                                r->parts[i].e_stored = r->parts[i].emitted;
+        }
+}
+
+static void update_lag(runner_t *r)
+{
+        int64_t lag = 0;
+
+        for (int i = 0; i < r->nparts; i++) {
+                int64_t lo, hi;
+                if (!r->parts[i].assigned)
+                        continue;
+                if (rd_kafka_get_watermark_offsets(r->consumer, r->topic, i, &lo, &hi) ==
+                        RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    hi >= 0)
+                        lag += hi - (r->parts[i].emitted + 1) > 0
+                                   ? hi - (r->parts[i].emitted + 1)
+                                   : 0;
+        }
+        fls_gauge_set(r->m_lag, (double)lag);
+}
+
+/* ---- set-up and the loop ----------------------------------------------------- */
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+        (void)rk;
+        fls_log(level <= 3 ? FLS_LOG_ERROR : level <= 4 ? FLS_LOG_WARN : FLS_LOG_DEBUG,
+                "librdkafka", "%s: %s", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+        runner_t *r = opaque;
+        (void)rk;
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char buf[512];
+                rd_kafka_fatal_error(rk, buf, sizeof(buf));
+                fls_log(FLS_LOG_ERROR, "runner", "fatal Kafka error: %s", buf);
+                r->fatal = 1;
+                return;
+        }
+        fls_log(FLS_LOG_WARN, "librdkafka", "%s", reason);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+        runner_t *r = opaque;
+        (void)rk;
+        if (m->err) {
+                /* The idempotent producer has retried already: a message lost now
+                 * would break at-least-once, so the process stops without recording
+                 * the batch and a restart replays it. */
+                fls_log(FLS_LOG_ERROR, "runner", "delivery to %s failed: %s",
+                        rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+                r->fatal = 1;
+        }
+}
+
+static int setup(runner_t *r, char *errstr, size_t errstr_size)
+{
+        const fls_conf_t *c = r->conf;
+        const char *dir = fls_conf_str(c, "schema.dir");
+        size_t maxb = (size_t)fls_conf_int(c, "input.max_message_bytes");
+        char group[256], err[256];
+        rd_kafka_conf_t *kc;
+        rd_kafka_topic_partition_list_t *sub;
+        rd_kafka_resp_err_t e;
+        fls_app_env_t env;
+        int port = (int)fls_conf_int(c, "metrics.port"), bound = 0;
+
+        r->topic = fls_conf_str(c, r->app->in_topic_key);
+        snprintf(r->dlq_topic, sizeof(r->dlq_topic), "%s%s", r->topic,
+                 fls_conf_str(c, "topic.dlq_suffix"));
+        r->max_msgs = (int)fls_conf_int(c, "batch.max_messages");
+        r->max_ms = (int)fls_conf_int(c, "batch.max_ms");
+        r->lateness_ms = fls_conf_int(c, "window.lateness_ms");
+        r->max_future_ms = fls_conf_int(c, "input.max_future_ms");
+        r->min_ts_ms = fls_conf_int(c, "input.min_ts_ms");
+        r->retry_max_ms = (int)fls_conf_int(c, "redis.retry_max_ms");
+        r->msgs = calloc((size_t)r->max_msgs, sizeof(*r->msgs));
+        r->order = calloc((size_t)r->max_msgs, sizeof(*r->order));
+        r->metrics = fls_metrics_new();
+        if (!r->msgs || !r->order || !r->metrics) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+
+        /* Metrics first: the series are registered once and updated lock-free. */
+        {
+                char lbl[300];
+                snprintf(lbl, sizeof(lbl), "topic=\"%s\"", r->topic);
+                r->m_in = fls_metrics_counter(r->metrics, "flashstream_events_in_total",
+                                              "Input messages consumed.", lbl);
+                r->m_late = fls_metrics_counter(r->metrics, "flashstream_late_events_total",
+                                                "Events too late for the windows.", lbl);
+                r->m_stale = fls_metrics_counter(
+                    r->metrics, "flashstream_stale_batches_total",
+                    "Batches refused because Redis held other offsets.", lbl);
+                r->m_redis_err =
+                    fls_metrics_counter(r->metrics, "flashstream_redis_errors_total",
+                                        "Failed Redis round trips (retried).", lbl);
+                for (int b = 1; b < FLS_BAD__COUNT; b++) {
+                        snprintf(lbl, sizeof(lbl), "topic=\"%s\",class=\"%s\"", r->topic,
+                                 fls_bad_name((fls_bad_t)b));
+                        r->m_bad[b] = fls_metrics_counter(
+                            r->metrics, "flashstream_dead_letters_total",
+                            "Messages sent to the dead-letter topic, by class.", lbl);
+                }
+                snprintf(lbl, sizeof(lbl), "topic=\"%s\"",
+                         fls_conf_str(c, r->app->out_topic_key));
+                r->emit.out = fls_metrics_counter(r->metrics,
+                                                  "flashstream_decisions_out_total",
+                                                  "Decisions produced.", lbl);
+                snprintf(lbl, sizeof(lbl), "topic=\"%s\"", r->topic);
+                static const double lat[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
+                                             0.02,   0.05,  0.1,   0.25,  0.5, 1, 2.5};
+                r->m_batch = fls_metrics_hist(r->metrics, "flashstream_batch_seconds",
+                                              "Time to process one micro-batch.", lbl, lat,
+                                              sizeof(lat) / sizeof(lat[0]));
+                r->m_redis = fls_metrics_hist(r->metrics, "flashstream_redis_seconds",
+                                              "Time of one batch's Redis round trip.", lbl,
+                                              lat, sizeof(lat) / sizeof(lat[0]));
+                r->m_lag = fls_metrics_gauge(r->metrics, "flashstream_consumer_lag",
+                                             "Messages behind the end of the assigned "
+                                             "partitions.",
+                                             lbl);
+        }
+        if (port >= 0) {
+                if (fls_metrics_serve(r->metrics, fls_conf_str(c, "metrics.host"), port,
+                                      &bound, errstr, errstr_size))
+                        return -1;
+                fls_log(FLS_LOG_INFO, "runner", "metrics on http://%s:%d/metrics",
+                        fls_conf_str(c, "metrics.host"), bound);
+        }
+
+        r->in = fls_codec_new(dir, r->app->in_subject, 0, maxb, errstr, errstr_size);
+        if (!r->in)
+                return -1;
+        r->out = fls_codec_new(dir, r->app->out_subject, 0, 16 << 20, errstr, errstr_size);
+        if (!r->out)
+                return -1;
+        r->store = fls_store_new(fls_conf_str(c, "redis.host"),
+                                 (int)fls_conf_int(c, "redis.port"),
+                                 (int)fls_conf_int(c, "redis.timeout_ms"),
+                                 fls_conf_str(c, "redis.prefix"), r->app->families,
+                                 r->lateness_ms, errstr, errstr_size);
+        if (!r->store)
+                return -1;
+
+        env.conf = c;
+        env.store = r->store;
+        env.metrics = r->metrics;
+        env.in = r->in;
+        env.out = r->out;
+        if (r->app->init(&r->ctx, &env, errstr, errstr_size))
+                return -1;
+
+        kc = fls_kafka_conf(c, FLS_KAFKA_PRODUCER, NULL, errstr, errstr_size);
+        if (!kc)
+                return -1;
+        rd_kafka_conf_set_opaque(kc, r);
+        rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+        rd_kafka_conf_set_error_cb(kc, error_cb);
+        rd_kafka_conf_set_log_cb(kc, log_cb);
+        r->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+        if (!r->producer) {
+                rd_kafka_conf_destroy(kc);
+                snprintf(errstr, errstr_size, "producer: %s", err);
+                return -1;
+        }
+        r->emit.producer = r->producer;
+        r->emit.codec = r->out;
+        r->emit.topic = fls_conf_str(c, r->app->out_topic_key);
+        r->emit.in_topic = r->topic;
+        r->emit.timeout_ms = 30000;
+
+        if (*fls_conf_str(c, "consumer.group"))
+                snprintf(group, sizeof(group), "%s", fls_conf_str(c, "consumer.group"));
+        else
+                snprintf(group, sizeof(group), "flashstream-%s", r->app->name);
+        kc = fls_kafka_conf(c, FLS_KAFKA_CONSUMER, group, errstr, errstr_size);
+        if (!kc)
+                return -1;
+        rd_kafka_conf_set_opaque(kc, r);
+        rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+        rd_kafka_conf_set_error_cb(kc, error_cb);
+        rd_kafka_conf_set_log_cb(kc, log_cb);
+        r->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
+        if (!r->consumer) {
+                rd_kafka_conf_destroy(kc);
+                snprintf(errstr, errstr_size, "consumer: %s", err);
+                return -1;
+        }
+        rd_kafka_poll_set_consumer(r->consumer);
+        r->queue = rd_kafka_queue_get_consumer(r->consumer);
+        sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, r->topic, RD_KAFKA_PARTITION_UA);
+        e = rd_kafka_subscribe(r->consumer, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        if (e) {
+                snprintf(errstr, errstr_size, "subscribe %s: %s", r->topic,
+                         rd_kafka_err2str(e));
+                return -1;
+        }
+        fls_log(FLS_LOG_INFO, "runner", "%s consumer started: %s -> %s, group %s",
+                r->app->name, r->topic, r->emit.topic, group);
+        return 0;
+}
+
+static void teardown(runner_t *r)
+{
+        if (r->consumer) {
+                /* Whatever was emitted is recorded and committed before leaving the
+                 * group, so the next owner starts exactly after it. */
+                if (!r->fatal && r->store)
+                        record_emitted(r);
+                rd_kafka_commit(r->consumer, NULL, 0);
+                rd_kafka_consumer_close(r->consumer);
+                if (r->queue)
+                        rd_kafka_queue_destroy(r->queue);
+                rd_kafka_destroy(r->consumer);
+        }
+        if (r->producer) {
+                rd_kafka_flush(r->producer, 5000);
+                rd_kafka_destroy(r->producer);
+        }
+        if (r->ctx)
+                r->app->destroy(r->ctx);
+        for (size_t i = 0; i < r->npool; i++)
+                fls_batch_destroy(r->pool[i]);
+        free(r->pool);
+        fls_store_destroy(r->store);
+        fls_codec_destroy(r->in);
+        fls_codec_destroy(r->out);
+        fls_metrics_destroy(r->metrics);
+        free(r->parts);
+        free(r->msgs);
+        free(r->order);
+}
+
+int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *stop)
+{
+        runner_t r;
+        char errstr[512];
+        int idle = 0;
+
+        memset(&r, 0, sizeof(r));
+        r.app = app;
+        r.conf = conf;
+        r.stop = stop;
+        if (setup(&r, errstr, sizeof(errstr))) {
+                fls_log(FLS_LOG_ERROR, "runner", "%s: %s", app->name, errstr);
+                r.fatal = 1;
+                teardown(&r);
+                return 1;
+        }
+        while (!*stop && !r.fatal) {
+                ssize_t n = rd_kafka_consume_batch_queue(r.queue, r.max_ms, r.msgs,
+                                                         (size_t)r.max_msgs);
+                size_t good = 0;
+                if (n < 0) {
+                        fls_log(FLS_LOG_ERROR, "runner", "consume: %s",
+                                rd_kafka_err2str(rd_kafka_last_error()));
+                        break;
+                }
+                /* Errors come in-band; keep the messages, drop the events. */
+                for (ssize_t k = 0; k < n; k++) {
+                        rd_kafka_message_t *m = r.msgs[k];
+                        if (m->err) {
+                                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                        fls_log(FLS_LOG_WARN, "runner", "consume: %s",
+                                                rd_kafka_message_errstr(m));
+                                rd_kafka_message_destroy(m);
+                                continue;
+                        }
+                        r.msgs[good++] = m;
+                }
+                if (good)
+                        process(&r, good);
+                for (size_t k = 0; k < good; k++)
+                        rd_kafka_message_destroy(r.msgs[k]);
+                rd_kafka_poll(r.producer, 0);
+                if (good == 0 && ++idle >= 5) {
+                        idle = 0;
+                        record_emitted(&r);
+                }
+                update_lag(&r);
+        }
+        fls_log(FLS_LOG_INFO, "runner", "%s consumer stopping%s", app->name,
+                r.fatal ? " after a fatal error" : "");
+        teardown(&r);
+        return r.fatal ? 1 : 0;
+}

@@ -1,0 +1,1017 @@
+/*
+ * store: micro-batches of feature updates applied to Redis in one Lua script per
+ * input partition, atomically with the partition's offsets (see store.h for the key
+ * layout). This is where "features are exactly-once" is made true: the script refuses
+ * a batch unless the stored offset is the one the caller last wrote, and the updates
+ * and the new offset become visible together.
+ *
+ * Cost model (../shared/NOTES.md): a Redis command costs ~2 us inside a script and
+ * ~85 us as its own round trip, and building commands through hiredis is a quarter
+ * of the work. So updates are coalesced in C first (a hot key touched by 500 events
+ * in a batch becomes one HINCRBY), every batch of a poll goes out in one pipeline,
+ * and all buffers are reused from batch to batch.
+ */
+#include "store.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The script. KEYS[1] is the partition's meta hash, the rest are entity keys.
+ * ARGV: expected, last, emitted, watermark, late, read_only, nfam, per family its
+ * feature count and names, then ops, each "<op> <key index> args...":
+ *   W key fam slot bucket feat delta   windowed counter (feat is the family index)
+ *   I key field delta                  HINCRBY
+ *   F key field delta                  HINCRBYFLOAT
+ *   S key field value                  HSET
+ *   M key field value                  HSET if greater than the stored number
+ *   E key ttl                          EXPIRE
+ *   R key                              read back (HGETALL after all writes)
+ * "expected" is the offset the caller believes is stored: any other stored value
+ * means another instance wrote since (fencing) or Redis lost its last writes, and the
+ * batch is refused as stale. Returns {stale, applied offset, overwritten, hashes...}. */
+static const char apply_lua[] =
+    "local meta = KEYS[1]\n"
+    "local expected = tonumber(ARGV[1])\n"
+    "local ro = ARGV[6] == '1'\n"
+    "local applied = tonumber(redis.call('HGET', meta, 'offset') or '-1')\n"
+    "local stale = 0\n"
+    "if not ro and applied ~= expected then stale = 1 end\n"
+    "local write = (not ro) and stale == 0\n"
+    "local i = 7\n"
+    "local nfam = tonumber(ARGV[i]); i = i + 1\n"
+    "local fams = {}\n"
+    "for f = 1, nfam do\n"
+    "  local n = tonumber(ARGV[i]); i = i + 1\n"
+    "  local names = {}\n"
+    "  for k = 1, n do names[k] = ARGV[i]; i = i + 1 end\n"
+    "  fams[f] = names\n"
+    "end\n"
+    "local reads = {}\n"
+    "local over = 0\n"
+    "local n = #ARGV\n"
+    "while i <= n do\n"
+    "  local op = ARGV[i]\n"
+    "  local key = KEYS[tonumber(ARGV[i + 1])]\n"
+    "  if op == 'W' then\n"
+    "    if write then\n"
+    "      local slot = ARGV[i + 3]\n"
+    "      local bucket = tonumber(ARGV[i + 4])\n"
+    "      local names = fams[tonumber(ARGV[i + 2])]\n"
+    "      local cur = tonumber(redis.call('HGET', key, '#' .. slot) or '-1')\n"
+    "      if cur < bucket then\n"
+    "        local del = {}\n"
+    "        for k = 1, #names do del[k] = names[k] .. '@' .. slot end\n"
+    "        redis.call('HDEL', key, unpack(del))\n"
+    "        redis.call('HSET', key, '#' .. slot, bucket)\n"
+    "        cur = bucket\n"
+    "      end\n"
+    "      if cur == bucket then\n"
+    "        redis.call('HINCRBY', key, names[tonumber(ARGV[i + 5])] .. '@' .. slot,\n"
+    "                   ARGV[i + 6])\n"
+    "      else\n"
+    "        over = over + 1\n"
+    "      end\n"
+    "    end\n"
+    "    i = i + 7\n"
+    "  elseif op == 'I' then\n"
+    "    if write then redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3]) end\n"
+    "    i = i + 4\n"
+    "  elseif op == 'F' then\n"
+    "    if write then redis.call('HINCRBYFLOAT', key, ARGV[i + 2], ARGV[i + 3]) end\n"
+    "    i = i + 4\n"
+    "  elseif op == 'S' then\n"
+    "    if write then redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3]) end\n"
+    "    i = i + 4\n"
+    "  elseif op == 'M' then\n"
+    "    if write then\n"
+    "      local cur = tonumber(redis.call('HGET', key, ARGV[i + 2]) or '')\n"
+    "      if cur == nil or cur < tonumber(ARGV[i + 3]) then\n"
+    "        redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])\n"
+    "      end\n"
+    "    end\n"
+    "    i = i + 4\n"
+    "  elseif op == 'E' then\n"
+    "    if write then redis.call('EXPIRE', key, ARGV[i + 2]) end\n"
+    "    i = i + 3\n"
+    "  elseif op == 'R' then\n"
+    "    reads[#reads + 1] = key\n"
+    "    i = i + 2\n"
+    "  else\n"
+    "    return redis.error_reply('flashstream: unknown op ' .. tostring(op))\n"
+    "  end\n"
+    "end\n"
+    "if write then\n"
+    "  redis.call('HSET', meta, 'offset', ARGV[2], 'watermark', ARGV[4])\n"
+    "  if tonumber(ARGV[5]) > 0 then redis.call('HINCRBY', meta, 'late', ARGV[5]) end\n"
+    "  applied = tonumber(ARGV[2])\n"
+    "end\n"
+    "if tonumber(ARGV[3]) >= 0 then\n"
+    "  local e = tonumber(redis.call('HGET', meta, 'emitted') or '-1')\n"
+    "  if e < tonumber(ARGV[3]) then redis.call('HSET', meta, 'emitted', ARGV[3]) end\n"
+    "end\n"
+    "local out = {stale, applied, over}\n"
+    "for k = 1, #reads do out[#out + 1] = redis.call('HGETALL', reads[k]) end\n"
+    "return out\n";
+
+enum { OP_WIN, OP_INCR, OP_INCRF, OP_SET, OP_MAX, OP_EXPIRE, OP_READ };
+
+struct op {
+        int kind;
+        int key;           /* index into b->keys */
+        int fam, feat;     /* OP_WIN */
+        const char *field; /* others */
+        int64_t bucket;    /* OP_WIN */
+        int64_t i;         /* delta, value, ttl */
+        double d;          /* OP_INCRF */
+        size_t sval, slen; /* OP_SET: offset/length in b->text */
+        size_t seq;        /* order of the call, for "last write wins" */
+};
+
+struct key {
+        size_t off, len;   /* full key name in b->text */
+        size_t eoff, elen; /* the entity part of it */
+        int fam;           /* -1: entity hash */
+        int ent;           /* entity key this key belongs to */
+        int read;          /* read index, -1 if none */
+};
+
+struct famx {
+        fls_family_t f;
+        int nfeat;
+        int64_t slots;
+        int64_t ttl_s;
+};
+
+struct fls_store {
+        redisContext *rc;
+        char *host;
+        int port, timeout_ms;
+        char *prefix;
+        struct famx *fams;
+        int nfams;
+        char sha[41];
+        redisReply *hreply; /* fls_store_hgetall */
+        fls_hash_t hview;
+        const char **hptrs;
+        size_t hptrs_cap;
+};
+
+struct fls_batch {
+        fls_store_t *st;
+        int read_only;
+        char tag[300];
+        size_t taglen;
+        int64_t expect, last, emitted, watermark, late;
+        /* text arena: key names and SET values; reused */
+        char *text;
+        size_t text_len, text_cap;
+        struct key *keys;
+        size_t nkeys, keys_cap;
+        /* entity index: open addressing over keys with fam == -1 and per-family keys */
+        int *slots;
+        size_t slots_cap;
+        struct op *ops;
+        size_t nops, ops_cap;
+        size_t nreads;
+        /* reply */
+        redisReply *reply;
+        int stale;
+        fls_hash_t *hashes;
+        size_t hashes_cap;
+        const char **ptrs;
+        size_t ptrs_cap;
+        /* command */
+        const char **argv;
+        size_t *argvlen;
+        size_t argc, argv_cap;
+        char *num;
+        size_t num_len, num_cap;
+};
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+        size_t ncap = *cap ? *cap : 64;
+        void *np;
+
+        if (need <= *cap)
+                return p;
+        while (ncap < need)
+                ncap *= 2;
+        np = realloc(p, ncap * elem);
+        if (!np) {
+                /* Batches are bounded by batch.max_messages; running out of memory
+                 * here leaves no sane way to go on. */
+                fprintf(stderr, "flashstream: out of memory\n");
+                abort();
+        }
+        *cap = ncap;
+        return np;
+}
+
+fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const char *prefix,
+                           const fls_family_t *families, int64_t lateness_ms, char *errstr,
+                           size_t errstr_size)
+{
+        fls_store_t *st = calloc(1, sizeof(*st));
+        int n = 0;
+
+        if (!st) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        st->host = strdup(host);
+        st->prefix = strdup(prefix);
+        st->port = port;
+        st->timeout_ms = timeout_ms;
+        while (families && families[n].name)
+                n++;
+        st->fams = calloc(n ? (size_t)n : 1, sizeof(*st->fams));
+        if (!st->host || !st->prefix || !st->fams) {
+                snprintf(errstr, errstr_size, "out of memory");
+                fls_store_destroy(st);
+                return NULL;
+        }
+        for (int i = 0; i < n; i++) {
+                struct famx *fx = &st->fams[i];
+                fx->f = families[i];
+                if (fx->f.bucket_ms <= 0 || fx->f.window_ms < fx->f.bucket_ms ||
+                    !fx->f.features || !fx->f.features[0]) {
+                        snprintf(errstr, errstr_size,
+                                 "family %s: needs bucket_ms > 0, window_ms >= bucket_ms "
+                                 "and at least one feature",
+                                 fx->f.name);
+                        fls_store_destroy(st);
+                        return NULL;
+                }
+                while (fx->f.features[fx->nfeat])
+                        fx->nfeat++;
+                /* Enough slots that an event as late as allowed still finds its
+                 * bucket in the ring, plus one for the bucket being filled. */
+                fx->slots = (fx->f.window_ms + lateness_ms) / fx->f.bucket_ms + 2;
+                fx->ttl_s = fx->f.ttl_s ? fx->f.ttl_s
+                                        : (fx->f.window_ms + lateness_ms) / 1000 + 3600;
+        }
+        st->nfams = n;
+        if (fls_store_connect(st, errstr, errstr_size)) {
+                fls_store_destroy(st);
+                return NULL;
+        }
+        return st;
+}
+
+void fls_store_destroy(fls_store_t *st)
+{
+        if (!st)
+                return;
+        if (st->hreply)
+                freeReplyObject(st->hreply);
+        if (st->rc)
+                redisFree(st->rc);
+        free(st->hptrs);
+        free(st->fams);
+        free(st->host);
+        free(st->prefix);
+        free(st);
+}
+
+static void drop(fls_store_t *st)
+{
+        if (st->rc) {
+                redisFree(st->rc);
+                st->rc = NULL;
+        }
+}
+
+int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size)
+{
+        struct timeval tv = {st->timeout_ms / 1000, (st->timeout_ms % 1000) * 1000};
+        redisReply *r;
+
+        if (st->rc)
+                return 0;
+        st->rc = redisConnectWithTimeout(st->host, st->port, tv);
+        if (!st->rc || st->rc->err) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
+                         st->rc ? st->rc->errstr : "cannot allocate context");
+                drop(st);
+                return -1;
+        }
+        redisSetTimeout(st->rc, tv);
+        r = redisCommand(st->rc, "SCRIPT LOAD %s", apply_lua);
+        if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+                snprintf(errstr, errstr_size, "redis %s:%d: SCRIPT LOAD: %s", st->host,
+                         st->port,
+                         r && r->type == REDIS_REPLY_ERROR ? r->str : st->rc->errstr);
+                if (r)
+                        freeReplyObject(r);
+                drop(st);
+                return -1;
+        }
+        memcpy(st->sha, r->str, 40);
+        st->sha[40] = '\0';
+        freeReplyObject(r);
+        return 0;
+}
+
+int fls_store_family_slots(const fls_store_t *st, int fam)
+{
+        return (int)st->fams[fam].slots;
+}
+
+int fls_store_key(const fls_store_t *st, const char *topic, int32_t partition,
+                  const char *entity, const char *family, char *buf, size_t size)
+{
+        int n = family ? snprintf(buf, size, "%s:{%s.%d}:%s:%s", st->prefix, topic,
+                                  (int)partition, entity, family)
+                       : snprintf(buf, size, "%s:{%s.%d}:%s", st->prefix, topic,
+                                  (int)partition, entity);
+        return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions, size_t n,
+                   fls_meta_t *out, char *errstr, size_t errstr_size)
+{
+        char key[512];
+        size_t i;
+
+        if (fls_store_connect(st, errstr, errstr_size))
+                return -1;
+        for (i = 0; i < n; i++) {
+                fls_store_key(st, topic, partitions[i], "meta", NULL, key, sizeof(key));
+                redisAppendCommand(st->rc, "HMGET %s offset emitted watermark late", key);
+        }
+        for (i = 0; i < n; i++) {
+                redisReply *r = NULL;
+                int64_t v[4];
+                if (redisGetReply(st->rc, (void **)&r) != REDIS_OK || !r ||
+                    r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+                        snprintf(errstr, errstr_size, "redis: reading meta: %s",
+                                 r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                                   : st->rc->errstr);
+                        if (r)
+                                freeReplyObject(r);
+                        drop(st);
+                        return -1;
+                }
+                for (int k = 0; k < 4; k++) {
+                        redisReply *e = r->element[k];
+                        v[k] = e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10)
+                                                             : (k < 3 ? -1 : 0);
+                }
+                out[i].offset = v[0];
+                out[i].emitted = v[1];
+                out[i].watermark = v[2] < 0 ? 0 : v[2];
+                out[i].late = v[3];
+                freeReplyObject(r);
+        }
+        return 0;
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+fls_batch_t *fls_batch_new(fls_store_t *st)
+{
+        fls_batch_t *b = calloc(1, sizeof(*b));
+        if (b)
+                b->st = st;
+        return b;
+}
+
+static void release_reply(fls_batch_t *b)
+{
+        if (b->reply) {
+                freeReplyObject(b->reply);
+                b->reply = NULL;
+        }
+}
+
+void fls_batch_destroy(fls_batch_t *b)
+{
+        if (!b)
+                return;
+        release_reply(b);
+        free(b->text);
+        free(b->keys);
+        free(b->slots);
+        free(b->ops);
+        free(b->hashes);
+        free(b->ptrs);
+        free(b->argv);
+        free(b->argvlen);
+        free(b->num);
+        free(b);
+}
+
+void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int read_only)
+{
+        release_reply(b);
+        b->read_only = read_only;
+        b->taglen = (size_t)snprintf(b->tag, sizeof(b->tag), "%s:{%s.%d}:", b->st->prefix,
+                                     topic, (int)partition);
+        if (b->taglen >= sizeof(b->tag))
+                b->taglen = sizeof(b->tag) - 1;
+        b->text_len = 0;
+        b->nkeys = 0;
+        b->nops = 0;
+        b->nreads = 0;
+        b->stale = 0;
+        b->expect = b->last = b->emitted = -1;
+        b->watermark = 0;
+        b->late = 0;
+        if (b->slots_cap)
+                memset(b->slots, 0xff, b->slots_cap * sizeof(*b->slots));
+}
+
+static size_t text_add(fls_batch_t *b, const char *s, size_t len)
+{
+        size_t off = b->text_len;
+        b->text = grow(b->text, &b->text_cap, b->text_len + len + 1, 1);
+        memcpy(b->text + off, s, len);
+        b->text[off + len] = '\0';
+        b->text_len += len + 1;
+        return off;
+}
+
+static uint64_t hash_bytes(const char *s, size_t len, int fam)
+{
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)(fam + 2);
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+        return h;
+}
+
+static void rehash(fls_batch_t *b);
+
+/* Finds or adds the key for (entity, fam): tag + entity [+ ":" + family name]. The
+ * entity text must not point into b->text, which may move. */
+static int key_lookup(fls_batch_t *b, const char *ent, size_t len, int fam, int ent_idx)
+{
+        struct key *nk;
+        uint64_t h;
+        size_t mask, i;
+
+        if (b->nkeys * 2 + 2 > b->slots_cap)
+                rehash(b);
+        mask = b->slots_cap - 1;
+        h = hash_bytes(ent, len, fam);
+        for (i = h & mask; b->slots[i] >= 0; i = (i + 1) & mask) {
+                struct key *k = &b->keys[b->slots[i]];
+                if (k->fam == fam && k->elen == len &&
+                    memcmp(b->text + k->eoff, ent, len) == 0)
+                        return b->slots[i];
+        }
+        b->keys = grow(b->keys, &b->keys_cap, b->nkeys + 1, sizeof(*b->keys));
+        nk = &b->keys[b->nkeys];
+        nk->off = b->text_len;
+        b->text = grow(b->text, &b->text_cap, b->text_len + b->taglen + len + 80, 1);
+        memcpy(b->text + b->text_len, b->tag, b->taglen);
+        nk->eoff = b->text_len + b->taglen;
+        nk->elen = len;
+        memcpy(b->text + nk->eoff, ent, len);
+        nk->len = b->taglen + len;
+        if (fam >= 0) {
+                int n = snprintf(b->text + nk->off + nk->len, 80, ":%s",
+                                 b->st->fams[fam].f.name);
+                nk->len += (size_t)n;
+        }
+        b->text[nk->off + nk->len] = '\0';
+        b->text_len += nk->len + 1;
+        nk->fam = fam;
+        nk->ent = ent_idx < 0 ? (int)b->nkeys : ent_idx;
+        nk->read = -1;
+        b->slots[i] = (int)b->nkeys;
+        return (int)b->nkeys++;
+}
+
+static void rehash(fls_batch_t *b)
+{
+        size_t ncap = b->slots_cap ? b->slots_cap * 2 : 256;
+        size_t mask = ncap - 1;
+
+        free(b->slots);
+        b->slots = malloc(ncap * sizeof(*b->slots));
+        if (!b->slots) {
+                fprintf(stderr, "flashstream: out of memory\n");
+                abort();
+        }
+        b->slots_cap = ncap;
+        memset(b->slots, 0xff, ncap * sizeof(*b->slots));
+        for (size_t k = 0; k < b->nkeys; k++) {
+                struct key *kk = &b->keys[k];
+                uint64_t h = hash_bytes(b->text + kk->eoff, kk->elen, kk->fam);
+                size_t i;
+                for (i = h & mask; b->slots[i] >= 0; i = (i + 1) & mask)
+                        ;
+                b->slots[i] = (int)k;
+        }
+}
+
+int fls_batch_entity(fls_batch_t *b, const char *entity, size_t len)
+{
+        return key_lookup(b, entity, len, -1, -1);
+}
+
+static struct op *op_add(fls_batch_t *b, int kind, int key)
+{
+        struct op *o;
+        b->ops = grow(b->ops, &b->ops_cap, b->nops + 1, sizeof(*b->ops));
+        o = &b->ops[b->nops];
+        memset(o, 0, sizeof(*o));
+        o->kind = kind;
+        o->key = key;
+        o->seq = b->nops++;
+        return o;
+}
+
+void fls_batch_incr(fls_batch_t *b, int ent, const char *field, int64_t delta)
+{
+        struct op *o;
+        if (b->read_only)
+                return;
+        o = op_add(b, OP_INCR, ent);
+        o->field = field;
+        o->i = delta;
+}
+
+void fls_batch_incrf(fls_batch_t *b, int ent, const char *field, double delta)
+{
+        struct op *o;
+        if (b->read_only)
+                return;
+        o = op_add(b, OP_INCRF, ent);
+        o->field = field;
+        o->d = delta;
+}
+
+void fls_batch_set(fls_batch_t *b, int ent, const char *field, const char *value,
+                   size_t len)
+{
+        struct op *o;
+        size_t off;
+        if (b->read_only)
+                return;
+        off = text_add(b, value, len);
+        o = op_add(b, OP_SET, ent);
+        o->field = field;
+        o->sval = off;
+        o->slen = len;
+}
+
+void fls_batch_setmax(fls_batch_t *b, int ent, const char *field, int64_t value)
+{
+        struct op *o;
+        if (b->read_only)
+                return;
+        o = op_add(b, OP_MAX, ent);
+        o->field = field;
+        o->i = value;
+}
+
+void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s)
+{
+        if (b->read_only)
+                return;
+        op_add(b, OP_EXPIRE, ent)->i = ttl_s;
+}
+
+static int fam_key(fls_batch_t *b, int ent, int fam)
+{
+        char name[512];
+        size_t len = b->keys[ent].elen < sizeof(name) ? b->keys[ent].elen : sizeof(name);
+
+        memcpy(name, b->text + b->keys[ent].eoff, len);
+        return key_lookup(b, name, len, fam, ent);
+}
+
+void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts, int64_t delta)
+{
+        struct op *o;
+        int k;
+        if (b->read_only)
+                return;
+        k = fam_key(b, ent, fam);
+        o = op_add(b, OP_WIN, k);
+        o->fam = fam;
+        o->feat = feat;
+        o->bucket = ts >= 0 ? ts / b->st->fams[fam].f.bucket_ms : -1;
+        o->i = delta;
+}
+
+int fls_batch_read(fls_batch_t *b, int ent, int fam)
+{
+        int k = fam < 0 ? ent : fam_key(b, ent, fam);
+        if (b->keys[k].read < 0)
+                b->keys[k].read = (int)b->nreads++;
+        return b->keys[k].read;
+}
+
+void fls_batch_offsets(fls_batch_t *b, int64_t expect, int64_t last, int64_t emitted,
+                       int64_t watermark, int64_t late)
+{
+        b->expect = expect;
+        b->last = last;
+        b->emitted = emitted;
+        b->watermark = watermark;
+        b->late = late;
+}
+
+int fls_batch_empty(const fls_batch_t *b)
+{
+        return b->nops == 0 && b->nreads == 0 && b->last < 0 && b->emitted < 0;
+}
+
+int fls_batch_stale(const fls_batch_t *b)
+{
+        return b->stale;
+}
+
+/* Orders ops so that the ones to merge are adjacent: same key, kind and target. */
+static int op_cmp(const void *pa, const void *pb)
+{
+        const struct op *a = pa, *b = pb;
+        int c;
+        if (a->key != b->key)
+                return a->key < b->key ? -1 : 1;
+        if (a->kind != b->kind)
+                return a->kind < b->kind ? -1 : 1;
+        if (a->kind == OP_WIN) {
+                if (a->feat != b->feat)
+                        return a->feat < b->feat ? -1 : 1;
+                if (a->bucket != b->bucket)
+                        return a->bucket < b->bucket ? -1 : 1;
+        } else if (a->field && b->field && (c = strcmp(a->field, b->field)) != 0) {
+                return c;
+        }
+        return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int same_target(const struct op *a, const struct op *b)
+{
+        if (a->key != b->key || a->kind != b->kind)
+                return 0;
+        if (a->kind == OP_WIN)
+                return a->feat == b->feat && a->bucket == b->bucket;
+        if (a->kind == OP_EXPIRE)
+                return 1;
+        return strcmp(a->field, b->field) == 0;
+}
+
+/* Merges adjacent ops on the same target: sums for counters, the last value for
+ * SET, the largest for MAX and EXPIRE. */
+static void coalesce(fls_batch_t *b)
+{
+        size_t w = 0;
+
+        if (b->nops < 2)
+                return;
+        qsort(b->ops, b->nops, sizeof(*b->ops), op_cmp);
+        for (size_t r = 1; r < b->nops; r++) {
+                struct op *d = &b->ops[w], *s = &b->ops[r];
+                if (!same_target(d, s)) {
+                        b->ops[++w] = *s;
+                        continue;
+                }
+                switch (d->kind) {
+                case OP_WIN:
+                case OP_INCR:
+                        d->i += s->i;
+                        break;
+                case OP_INCRF:
+                        d->d += s->d;
+                        break;
+                case OP_SET:
+                        d->sval = s->sval, d->slen = s->slen; /* sorted by seq */
+                        break;
+                case OP_MAX:
+                case OP_EXPIRE:
+                        if (s->i > d->i)
+                                d->i = s->i;
+                        break;
+                }
+        }
+        b->nops = w + 1;
+}
+
+static void arg(fls_batch_t *b, const char *s, size_t len)
+{
+        if (b->argc == b->argv_cap) {
+                size_t cap = b->argv_cap ? b->argv_cap * 2 : 256;
+                const char **v = realloc(b->argv, cap * sizeof(*v));
+                size_t *l = v ? realloc(b->argvlen, cap * sizeof(*l)) : NULL;
+                if (!v || !l) {
+                        fprintf(stderr, "flashstream: out of memory\n");
+                        abort();
+                }
+                b->argv = v;
+                b->argvlen = l;
+                b->argv_cap = cap;
+        }
+        b->argv[b->argc] = s;
+        b->argvlen[b->argc++] = len;
+}
+
+/* Formats a number into the b->num arena and returns its offset. */
+static size_t __attribute__((format(printf, 2, 3))) num(fls_batch_t *b, const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+        size_t off;
+
+        b->num = grow(b->num, &b->num_cap, b->num_len + 32, 1);
+        va_start(ap, fmt);
+        n = vsnprintf(b->num + b->num_len, 32, fmt, ap);
+        va_end(ap);
+        off = b->num_len;
+        b->num_len += (size_t)n + 1;
+        return off;
+}
+
+/* argv[] holds pointers into text/num arenas that may move while the command is
+ * built, so entries are first recorded as (arena, offset) and resolved at the end. */
+struct argref {
+        int arena; /* 0 text, 1 num, 2 static */
+        size_t off, len;
+        const char *s;
+};
+
+static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *refcap)
+{
+        fls_store_t *st = b->st;
+#define REF(a, o, l, p)                                                                  \
+        do {                                                                             \
+                *refs = grow(*refs, refcap, *nrefs + 1, sizeof(**refs));                 \
+                (*refs)[(*nrefs)++] = (struct argref){a, o, l, p};                       \
+        } while (0)
+#define NUM(...)                                                                         \
+        do {                                                                             \
+                size_t o_ = num(b, __VA_ARGS__);                                         \
+                REF(1, o_, strlen(b->num + o_), NULL);                                   \
+        } while (0)
+#define STR(s) REF(2, 0, strlen(s), s)
+        char metakey[320];
+        size_t moff;
+
+        snprintf(metakey, sizeof(metakey), "%smeta", b->tag);
+        moff = text_add(b, metakey, strlen(metakey));
+        STR("EVALSHA");
+        STR(st->sha);
+        NUM("%zu", b->nkeys + 1);
+        REF(0, moff, strlen(metakey), NULL);
+        for (size_t k = 0; k < b->nkeys; k++)
+                REF(0, b->keys[k].off, b->keys[k].len, NULL);
+        NUM("%" PRId64, b->expect);
+        NUM("%" PRId64, b->last);
+        NUM("%" PRId64, b->emitted);
+        NUM("%" PRId64, b->watermark);
+        NUM("%" PRId64, b->late);
+        STR(b->read_only ? "1" : "0");
+        NUM("%d", st->nfams);
+        for (int f = 0; f < st->nfams; f++) {
+                NUM("%d", st->fams[f].nfeat);
+                for (int i = 0; i < st->fams[f].nfeat; i++)
+                        STR(st->fams[f].f.features[i]);
+        }
+        for (size_t i = 0; i < b->nops; i++) {
+                struct op *o = &b->ops[i];
+                /* KEYS[1] is meta, so entity key k is KEYS[k + 2] */
+                switch (o->kind) {
+                case OP_WIN:
+                        if (o->bucket < 0)
+                                break;
+                        STR("W");
+                        NUM("%d", o->key + 2);
+                        NUM("%d", o->fam + 1);
+                        NUM("%" PRId64, o->bucket % st->fams[o->fam].slots);
+                        NUM("%" PRId64, o->bucket);
+                        NUM("%d", o->feat + 1);
+                        NUM("%" PRId64, o->i);
+                        break;
+                case OP_INCR:
+                case OP_MAX:
+                        STR(o->kind == OP_INCR ? "I" : "M");
+                        NUM("%d", o->key + 2);
+                        STR(o->field);
+                        NUM("%" PRId64, o->i);
+                        break;
+                case OP_INCRF:
+                        STR("F");
+                        NUM("%d", o->key + 2);
+                        STR(o->field);
+                        NUM("%.17g", o->d);
+                        break;
+                case OP_SET:
+                        STR("S");
+                        NUM("%d", o->key + 2);
+                        STR(o->field);
+                        REF(0, o->sval, o->slen, NULL);
+                        break;
+                case OP_EXPIRE:
+                        STR("E");
+                        NUM("%d", o->key + 2);
+                        NUM("%" PRId64, o->i);
+                        break;
+                }
+        }
+        /* Family keys get their TTL without the consumer asking. */
+        for (size_t k = 0; k < b->nkeys; k++) {
+                if (b->read_only || b->keys[k].fam < 0)
+                        continue;
+                STR("E");
+                NUM("%zu", k + 2);
+                NUM("%" PRId64, st->fams[b->keys[k].fam].ttl_s);
+        }
+        /* Reads in read-index order, so reply element 3 + r is read r. */
+        for (size_t r = 0; r < b->nreads; r++) {
+                for (size_t k = 0; k < b->nkeys; k++) {
+                        if (b->keys[k].read == (int)r) {
+                                STR("R");
+                                NUM("%zu", k + 2);
+                        }
+                }
+        }
+#undef REF
+#undef NUM
+#undef STR
+}
+
+static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
+{
+        size_t nrefs = 0;
+
+        b->num_len = 0;
+        coalesce(b);
+        build(b, refs, &nrefs, refcap);
+        b->argc = 0;
+        for (size_t i = 0; i < nrefs; i++) {
+                struct argref *r = &(*refs)[i];
+                arg(b, r->arena == 0 ? b->text + r->off : r->arena == 1 ? b->num + r->off : r->s,
+                    r->len);
+        }
+        return redisAppendCommandArgv(b->st->rc, (int)b->argc, b->argv, b->argvlen);
+}
+
+static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errstr_size)
+{
+        size_t total = 0;
+
+        if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis: script: %s", r->str);
+                return -1;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 + b->nreads) {
+                snprintf(errstr, errstr_size, "redis: unexpected script reply");
+                return -1;
+        }
+        b->reply = r;
+        b->stale = r->element[0]->integer != 0;
+        b->hashes = grow(b->hashes, &b->hashes_cap, b->nreads + 1, sizeof(*b->hashes));
+        for (size_t i = 0; i < b->nreads; i++)
+                total += r->element[3 + i]->elements;
+        b->ptrs = grow(b->ptrs, &b->ptrs_cap, total + 1, sizeof(*b->ptrs));
+        total = 0;
+        for (size_t i = 0; i < b->nreads; i++) {
+                redisReply *h = r->element[3 + i];
+                size_t n = h->elements / 2;
+                fls_hash_t *hv = &b->hashes[i];
+                for (size_t k = 0; k < n; k++) {
+                        b->ptrs[total + k] = h->element[2 * k]->str;
+                        b->ptrs[total + n + k] = h->element[2 * k + 1]->str;
+                }
+                hv->n = n;
+                hv->fields = b->ptrs + total;
+                hv->values = b->ptrs + total + n;
+                total += 2 * n;
+        }
+        return 0;
+}
+
+int fls_store_apply(fls_store_t *st, fls_batch_t **bs, size_t n, char *errstr,
+                    size_t errstr_size)
+{
+        static __thread struct argref *refs;
+        static __thread size_t refcap;
+        size_t i;
+
+        if (fls_store_connect(st, errstr, errstr_size))
+                return -1;
+        for (i = 0; i < n; i++) {
+                release_reply(bs[i]);
+                if (send_batch(bs[i], &refs, &refcap) != REDIS_OK) {
+                        snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
+                        drop(st);
+                        return -1;
+                }
+        }
+        for (i = 0; i < n; i++) {
+                redisReply *r = NULL;
+                if (redisGetReply(st->rc, (void **)&r) != REDIS_OK || !r) {
+                        snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
+                        drop(st);
+                        return -1;
+                }
+                if (parse_reply(bs[i], r, errstr, errstr_size)) {
+                        freeReplyObject(r);
+                        /* A NOSCRIPT after a Redis restart, or any other error: the
+                         * connection is rebuilt and the script loaded again. */
+                        drop(st);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+const fls_hash_t *fls_batch_reply(const fls_batch_t *b, int read)
+{
+        static const fls_hash_t empty = {0, NULL, NULL};
+        if (!b->reply || read < 0 || (size_t)read >= b->nreads)
+                return &empty;
+        return &b->hashes[read];
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+const char *fls_hash_get(const fls_hash_t *h, const char *field)
+{
+        for (size_t i = 0; i < h->n; i++)
+                if (strcmp(h->fields[i], field) == 0)
+                        return h->values[i];
+        return NULL;
+}
+
+int64_t fls_hash_int(const fls_hash_t *h, const char *field, int64_t def)
+{
+        const char *v = fls_hash_get(h, field);
+        return v ? strtoll(v, NULL, 10) : def;
+}
+
+double fls_hash_dbl(const fls_hash_t *h, const char *field, double def)
+{
+        const char *v = fls_hash_get(h, field);
+        return v ? strtod(v, NULL) : def;
+}
+
+int64_t fls_ring_sum(const fls_store_t *st, const fls_hash_t *ring, int fam, int feat,
+                     int64_t ref_ts, int64_t window_ms)
+{
+        const struct famx *fx = &st->fams[fam];
+        const char *name = fx->f.features[feat];
+        size_t nlen = strlen(name);
+        int64_t ref = ref_ts / fx->f.bucket_ms;
+        int64_t nb = (window_ms + fx->f.bucket_ms - 1) / fx->f.bucket_ms;
+        int64_t sum = 0;
+
+        /* One pass over the fields: "#<slot>" tells which bucket a slot holds; the
+         * counts are summed when that bucket is inside the window. */
+        for (size_t i = 0; i < ring->n; i++) {
+                const char *f = ring->fields[i];
+                char mark[24];
+                int64_t bucket;
+                if (strncmp(f, name, nlen) != 0 || f[nlen] != '@')
+                        continue;
+                snprintf(mark, sizeof(mark), "#%s", f + nlen + 1);
+                bucket = fls_hash_int(ring, mark, -1);
+                if (bucket > ref - nb && bucket <= ref)
+                        sum += strtoll(ring->values[i], NULL, 10);
+        }
+        return sum;
+}
+
+int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
+                      char *errstr, size_t errstr_size)
+{
+        redisReply *r;
+        size_t n;
+
+        if (fls_store_connect(st, errstr, errstr_size))
+                return -1;
+        if (st->hreply) {
+                freeReplyObject(st->hreply);
+                st->hreply = NULL;
+        }
+        r = redisCommand(st->rc, "HGETALL %s", key);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+                snprintf(errstr, errstr_size, "redis: HGETALL %s: %s", key,
+                         r && r->type == REDIS_REPLY_ERROR ? r->str : st->rc->errstr);
+                if (r)
+                        freeReplyObject(r);
+                else
+                        drop(st);
+                return -1;
+        }
+        n = r->elements / 2;
+        st->hptrs = grow(st->hptrs, &st->hptrs_cap, 2 * n + 1, sizeof(*st->hptrs));
+        for (size_t k = 0; k < n; k++) {
+                st->hptrs[k] = r->element[2 * k]->str;
+                st->hptrs[n + k] = r->element[2 * k + 1]->str;
+        }
+        st->hreply = r;
+        st->hview.n = n;
+        st->hview.fields = st->hptrs;
+        st->hview.values = st->hptrs + n;
+        *out = &st->hview;
+        return 0;
+}

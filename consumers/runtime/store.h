@@ -1,0 +1,121 @@
+/*
+ * store: the Redis side of a consumer. Feature updates of one input partition are
+ * queued per micro-batch and applied in one Lua script call, atomically with that
+ * partition's offsets; the hashes a consumer asked to read back come back in the same
+ * reply. The stage between Avro decode and the models.
+ *
+ * Key layout (all keys of input partition P of topic T share the hash tag {T.P}, so a
+ * batch is one script on one Redis Cluster slot):
+ *   <prefix>:{T.P}:meta            offset (last applied), emitted (last offset whose
+ *                                  outputs were flushed), watermark, late
+ *   <prefix>:{T.P}:<entity>        lifetime counters and last values (HINCRBY, HSET)
+ *   <prefix>:{T.P}:<entity>:<fam>  a ring of event-time buckets for family <fam>:
+ *                                  field "#<slot>" holds the bucket number stored in
+ *                                  slot, "<feature>@<slot>" the counts
+ * A bucket is floor(ts / bucket_ms); its slot is bucket mod slots. Writing a bucket
+ * newer than the one a slot holds clears the slot first, so memory per entity is
+ * bounded by slots x features, and keys carry a TTL so idle entities disappear.
+ */
+#ifndef FLS_STORE_H
+#define FLS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A family of windowed counters, declared by a consumer at start-up. */
+typedef struct fls_family {
+        const char *name;            /* short: part of the key */
+        int64_t bucket_ms;           /* bucket width */
+        int64_t window_ms;           /* longest window read from it */
+        const char *const *features; /* NULL-terminated */
+        int64_t ttl_s;               /* key TTL; 0 = window + lateness + 1 h */
+} fls_family_t;
+
+typedef struct fls_store fls_store_t;
+typedef struct fls_batch fls_batch_t;
+
+/* One reply hash: fields and values as they came from HGETALL. */
+typedef struct fls_hash {
+        size_t n;
+        const char *const *fields;
+        const char *const *values;
+} fls_hash_t;
+
+/* Partition meta as stored. Absent fields read as -1 (offsets) or 0. */
+typedef struct fls_meta {
+        int64_t offset, emitted, watermark, late;
+} fls_meta_t;
+
+/* families: NULL-name-terminated, must outlive the store. lateness_ms sizes the rings:
+ * slots = (window_ms + lateness_ms) / bucket_ms + 2. Connects at once: a store that
+ * cannot reach Redis fails here so that start-up errors are seen early. */
+fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const char *prefix,
+                           const fls_family_t *families, int64_t lateness_ms, char *errstr,
+                           size_t errstr_size);
+void fls_store_destroy(fls_store_t *st);
+
+/* (Re)connects and loads the script if the store has no live connection. */
+int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size);
+/* Reads the meta of several partitions in one round trip. */
+int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions, size_t n,
+                   fls_meta_t *out, char *errstr, size_t errstr_size);
+int fls_store_family_slots(const fls_store_t *st, int fam);
+
+/* ---- batches ------------------------------------------------------------ */
+
+fls_batch_t *fls_batch_new(fls_store_t *st);
+void fls_batch_destroy(fls_batch_t *b);
+/* Starts a batch for one partition. A read-only batch (replaying messages whose
+ * updates are already applied) keeps reads and drops every write. */
+void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int read_only);
+/* Sets the entity the next calls refer to ("u:42"); returns its key index. */
+int fls_batch_entity(fls_batch_t *b, const char *entity, size_t len);
+void fls_batch_incr(fls_batch_t *b, int ent, const char *field, int64_t delta);
+void fls_batch_incrf(fls_batch_t *b, int ent, const char *field, double delta);
+void fls_batch_set(fls_batch_t *b, int ent, const char *field, const char *value,
+                   size_t len);
+void fls_batch_setmax(fls_batch_t *b, int ent, const char *field, int64_t value);
+void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s);
+/* Adds delta to feature `feat` of family `fam` in the bucket of ts. */
+void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts, int64_t delta);
+/* Asks for the entity hash (fam < 0) or a family ring to come back after the apply;
+ * returns a read index for fls_batch_reply. Repeated asks share one read. */
+int fls_batch_read(fls_batch_t *b, int ent, int fam);
+/* expect: the applied offset the caller believes Redis holds (-1: none); the batch
+ * moves it to last, with the watermark; late is the number of events the runner found
+ * too late for the windows; emitted (or -1) records outputs flushed up to there. */
+void fls_batch_offsets(fls_batch_t *b, int64_t expect, int64_t last, int64_t emitted,
+                       int64_t watermark, int64_t late);
+int fls_batch_empty(const fls_batch_t *b);
+
+/* Pipelines the script of every batch in bs (one round trip) and reads the replies.
+ * Returns 0, or -1 on a Redis error (the connection is dropped; retry the same
+ * batches after fls_store_connect). A batch whose expected offset is not the stored
+ * one (another instance wrote since, or Redis lost its last second of writes) is
+ * flagged stale and applies nothing: reload the meta and seek. */
+int fls_store_apply(fls_store_t *st, fls_batch_t **bs, size_t n, char *errstr,
+                    size_t errstr_size);
+int fls_batch_stale(const fls_batch_t *b);
+/* After fls_store_apply: the hash of a read index, valid until the next begin. */
+const fls_hash_t *fls_batch_reply(const fls_batch_t *b, int read);
+
+/* ---- reading features ---------------------------------------------------- */
+
+const char *fls_hash_get(const fls_hash_t *h, const char *field);
+int64_t fls_hash_int(const fls_hash_t *h, const char *field, int64_t def);
+double fls_hash_dbl(const fls_hash_t *h, const char *field, double def);
+/* Sum of feature feat of a family ring over the buckets of the window_ms ending with
+ * the bucket of ref_ts. */
+int64_t fls_ring_sum(const fls_store_t *st, const fls_hash_t *ring, int fam, int feat,
+                     int64_t ref_ts, int64_t window_ms);
+
+/* Key of an entity as the store spells it, for tools and tests. */
+int fls_store_key(const fls_store_t *st, const char *topic, int32_t partition,
+                  const char *entity, const char *family, char *buf, size_t size);
+
+/* Reads one key's hash synchronously (tools and tests; not for the hot path). The
+ * result is owned by the store and valid until the next call. */
+int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
+                      char *errstr, size_t errstr_size);
+
+#endif

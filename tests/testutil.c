@@ -1,0 +1,308 @@
+/*
+ * testutil: real services for the integration suites (see testutil.h).
+ */
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int free_port(void)
+{
+        struct sockaddr_in a;
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+                port = ntohs(a.sin_port);
+        if (fd >= 0)
+                close(fd);
+        return port;
+}
+
+static void sleep_ms(int ms)
+{
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+}
+
+int fls_t_init(fls_tenv_t *env)
+{
+        memset(env, 0, sizeof(*env));
+        snprintf(env->dir, sizeof(env->dir), "/tmp/fls-test-XXXXXX");
+        return mkdtemp(env->dir) ? 0 : -1;
+}
+
+char *fls_t_redis_cli(fls_tenv_t *env, const char *cmd)
+{
+        char line[1024];
+        FILE *p;
+        char *out = calloc(1, 1);
+        size_t len = 0;
+
+        snprintf(line, sizeof(line), "redis-cli -p %d %s 2>&1", env->redis_port, cmd);
+        p = popen(line, "r");
+        if (!p)
+                return out;
+        for (;;) {
+                char buf[4096];
+                size_t n = fread(buf, 1, sizeof(buf), p);
+                if (n == 0)
+                        break;
+                out = realloc(out, len + n + 1);
+                memcpy(out + len, buf, n);
+                len += n;
+                out[len] = '\0';
+        }
+        pclose(p);
+        return out;
+}
+
+int fls_t_redis_start(fls_tenv_t *env)
+{
+        char port[16], log[320];
+        pid_t pid;
+
+        if (!env->redis_port)
+                env->redis_port = free_port();
+        snprintf(port, sizeof(port), "%d", env->redis_port);
+        snprintf(log, sizeof(log), "%s/redis.log", env->dir);
+        pid = fork();
+        if (pid == 0) {
+                execlp("redis-server", "redis-server", "--port", port, "--bind",
+                       "127.0.0.1", "--dir", env->dir, "--appendonly", "yes",
+                       "--appendfsync", "everysec", "--save", "", "--logfile", log,
+                       (char *)NULL);
+                _exit(127);
+        }
+        env->redis_pid = pid;
+        for (int i = 0; i < 100; i++) {
+                char *r = fls_t_redis_cli(env, "PING");
+                int ok = strstr(r, "PONG") != NULL;
+                free(r);
+                if (ok)
+                        return 0;
+                sleep_ms(50);
+        }
+        return -1;
+}
+
+void fls_t_redis_stop(fls_tenv_t *env, int sig)
+{
+        if (env->redis_pid > 0) {
+                kill(env->redis_pid, sig);
+                waitpid(env->redis_pid, NULL, 0);
+                env->redis_pid = 0;
+        }
+}
+
+int fls_t_broker_start(fls_tenv_t *env, int partitions)
+{
+        char parts[64], file[400];
+        pid_t pid;
+
+        snprintf(env->bootstrap_file, sizeof(env->bootstrap_file), "%s/bootstrap",
+                 env->dir);
+        snprintf(parts, sizeof(parts), "--topic.partitions=%d", partitions);
+        snprintf(file, sizeof(file), "--broker.bootstrap_file=%s", env->bootstrap_file);
+        pid = fork();
+        if (pid == 0) {
+                char log[320];
+                snprintf(log, sizeof(log), "%s/broker.log", env->dir);
+                if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
+                        _exit(126);
+                execl(FLS_BIN, FLS_BIN, "broker", parts, file, (char *)NULL);
+                _exit(127);
+        }
+        env->broker_pid = pid;
+        for (int i = 0; i < 200; i++) {
+                FILE *fp = fopen(env->bootstrap_file, "r");
+                char line[512];
+                if (fp) {
+                        while (fgets(line, sizeof(line), fp)) {
+                                line[strcspn(line, "\n")] = '\0';
+                                if (!strncmp(line, "bootstrap=", 10))
+                                        snprintf(env->bootstrap, sizeof(env->bootstrap),
+                                                 "%s", line + 10);
+                                if (!strncmp(line, "control=", 8) &&
+                                    strlen(line + 8) < sizeof(env->control))
+                                        memcpy(env->control, line + 8, strlen(line + 8) + 1);
+                        }
+                        fclose(fp);
+                        if (*env->bootstrap && *env->control)
+                                return 0;
+                }
+                sleep_ms(50);
+        }
+        return -1;
+}
+
+void fls_t_broker_stop(fls_tenv_t *env)
+{
+        if (env->broker_pid > 0) {
+                kill(env->broker_pid, SIGTERM);
+                if (fls_t_wait(env->broker_pid, 5000) < 0)
+                        kill(env->broker_pid, SIGKILL);
+                env->broker_pid = 0;
+        }
+}
+
+void fls_t_fini(fls_tenv_t *env)
+{
+        char cmd[300];
+
+        fls_t_broker_stop(env);
+        fls_t_redis_stop(env, SIGTERM);
+        if (*env->dir && !getenv("FLS_KEEP_TEST_DIR")) {
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env->dir);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "could not remove %s\n", env->dir);
+        }
+}
+
+pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args)
+{
+        const char *argv[64];
+        char bfile[400], rport[64];
+        int n = 0;
+        pid_t pid;
+
+        snprintf(bfile, sizeof(bfile), "--bootstrap.file=%s", env->bootstrap_file);
+        snprintf(rport, sizeof(rport), "--redis.port=%d", env->redis_port);
+        argv[n++] = FLS_BIN;
+        for (int i = 0; args[i] && n < 60; i++) {
+                argv[n++] = args[i];
+                if (i == 0) {
+                        argv[n++] = bfile;
+                        argv[n++] = rport;
+                }
+        }
+        argv[n] = NULL;
+        pid = fork();
+        if (pid == 0) {
+                if (logfile && (!freopen(logfile, "a", stdout) || !freopen(logfile, "a", stderr)))
+                        _exit(126);
+                execv(FLS_BIN, (char *const *)argv);
+                _exit(127);
+        }
+        return pid;
+}
+
+int fls_t_wait(pid_t pid, int timeout_ms)
+{
+        int st;
+
+        for (int waited = 0;; waited += 20) {
+                pid_t r = waitpid(pid, &st, WNOHANG);
+                if (r == pid)
+                        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                if (r < 0)
+                        return -1;
+                if (waited >= timeout_ms) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, NULL, 0);
+                        return -1;
+                }
+                sleep_ms(20);
+        }
+}
+
+int fls_t_run(fls_tenv_t *env, char **out, const char *const *args)
+{
+        char path[400];
+        FILE *fp;
+        long len;
+        pid_t pid;
+        int rc;
+
+        snprintf(path, sizeof(path), "%s/run.%d.out", env->dir, rand());
+        pid = fork();
+        if (pid == 0) {
+                /* stdout to the capture file, stderr to the test's stderr */
+                if (!freopen(path, "w", stdout))
+                        _exit(126);
+                {
+                        const char *argv[64];
+                        char bfile[400], rport[64];
+                        int n = 0;
+                        snprintf(bfile, sizeof(bfile), "--bootstrap.file=%s",
+                                 env->bootstrap_file);
+                        snprintf(rport, sizeof(rport), "--redis.port=%d", env->redis_port);
+                        argv[n++] = FLS_BIN;
+                        for (int i = 0; args[i] && n < 60; i++) {
+                                argv[n++] = args[i];
+                                if (i == 0) {
+                                        argv[n++] = bfile;
+                                        argv[n++] = rport;
+                                }
+                        }
+                        argv[n] = NULL;
+                        execv(FLS_BIN, (char *const *)argv);
+                }
+                _exit(127);
+        }
+        rc = fls_t_wait(pid, 120000);
+        fp = fopen(path, "r");
+        *out = NULL;
+        if (fp) {
+                fseek(fp, 0, SEEK_END);
+                len = ftell(fp);
+                rewind(fp);
+                *out = calloc((size_t)len + 1, 1);
+                if (*out && fread(*out, 1, (size_t)len, fp) != (size_t)len)
+                        (*out)[0] = '\0';
+                fclose(fp);
+        }
+        unlink(path);
+        return rc;
+}
+
+const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line)
+{
+        static char reply[512];
+        struct sockaddr_in a;
+        char host[64];
+        int port = 0, fd;
+        ssize_t n;
+        size_t got = 0;
+
+        reply[0] = '\0';
+        if (sscanf(env->control, "%63[^:]:%d", host, &port) != 2)
+                return reply;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, host, &a.sin_addr);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+                if (fd >= 0)
+                        close(fd);
+                return reply;
+        }
+        if (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0) {
+                close(fd);
+                return reply;
+        }
+        while (got < sizeof(reply) - 1 &&
+               (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0) {
+                got += (size_t)n;
+                reply[got] = '\0';
+                if (strchr(reply, '\n'))
+                        break;
+        }
+        reply[strcspn(reply, "\n")] = '\0';
+        close(fd);
+        return reply;
+}

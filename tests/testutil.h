@@ -1,0 +1,50 @@
+/*
+ * testutil: what the integration suites share: a private redis-server and a
+ * `flashstream broker` process on loopback, each in a temporary folder, and helpers to
+ * run the flashstream binary and read what it printed. Nothing here is a stand-in:
+ * the services are the real ones the consumers use in production.
+ */
+#ifndef FLS_TESTUTIL_H
+#define FLS_TESTUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct fls_tenv {
+        char dir[256];       /* temporary folder of this environment */
+        pid_t redis_pid;
+        int redis_port;
+        pid_t broker_pid;
+        char bootstrap_file[320];
+        char bootstrap[512];
+        char control[64];
+} fls_tenv_t;
+
+/* Creates the folder; returns 0 or -1. */
+int fls_t_init(fls_tenv_t *env);
+/* Starts redis-server on a free loopback port (appendonly yes, everysec) and waits
+ * until it answers PING. */
+int fls_t_redis_start(fls_tenv_t *env);
+/* Stops redis with sig (SIGTERM or SIGKILL) and waits for it. */
+void fls_t_redis_stop(fls_tenv_t *env, int sig);
+/* Starts `flashstream broker` with the given partition count and waits for its
+ * bootstrap file. */
+int fls_t_broker_start(fls_tenv_t *env, int partitions);
+void fls_t_broker_stop(fls_tenv_t *env);
+/* Stops everything and removes the folder. */
+void fls_t_fini(fls_tenv_t *env);
+
+/* Starts the flashstream binary with the common flags (bootstrap file, redis port)
+ * followed by args (NULL-terminated); stdout and stderr go to logfile. */
+pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args);
+/* Waits up to timeout_ms; returns the exit status, 128+signal, or -1 on time-out (the
+ * process is then killed). */
+int fls_t_wait(pid_t pid, int timeout_ms);
+/* Runs to completion and captures stdout (malloc'ed, NUL-terminated) */
+int fls_t_run(fls_tenv_t *env, char **out, const char *const *args);
+/* Runs a redis-cli command against the environment's server, output malloc'ed. */
+char *fls_t_redis_cli(fls_tenv_t *env, const char *cmd);
+/* Sends one line to the broker's control port, returns the reply line (static). */
+const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line);
+
+#endif
