@@ -1,6 +1,6 @@
 /*
  * task_demand: features, baselines and train/eval of the daily demand model. The
- * target is a log-ratio to the 28-day level so that the LSTM's linear output starts
+ * target is a ratio to the 28-day level so that the LSTM's linear output starts
  * near its answer (0) whatever the scale of the series, and so that one model fits
  * quiet and busy months alike.
  */
@@ -79,13 +79,14 @@ void fls_task_demand_row(const fls_retail_t *r, size_t o, int h, float *x)
 
 double fls_task_demand_units(const fls_retail_t *r, size_t o, float out)
 {
-        double u = expm1(log1p(fls_task_demand_ma28(r, o)) + out);
+        double u = ((double)out + 1.0) * (fls_task_demand_ma28(r, o) + 1.0);
         return u > 0 ? u : 0;
 }
 
 static float target(const fls_retail_t *r, size_t o, int h)
 {
-        return (float)(log1p(r->units[o + (size_t)h]) - log1p(fls_task_demand_ma28(r, o)));
+        return (float)((r->units[o + (size_t)h] + 1.0) / (fls_task_demand_ma28(r, o) + 1.0) -
+                       1.0);
 }
 
 static int64_t day_time(const fls_retail_t *r, size_t i)
