@@ -151,7 +151,7 @@ int fls_csv_next(fls_csv_t *csv, char *errstr, size_t errstr_size)
         csv->start_line = csv->line;
         if (start_field(csv) < 0)
                 goto nomem;
-        int quoted = 0;     /* inside a quoted section */
+        int quoted = 0; /* inside a quoted section */
         for (;; c = getc(csv->fp)) {
                 if (c == EOF) {
                         if (ferror(csv->fp)) {

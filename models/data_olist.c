@@ -101,7 +101,8 @@ static int read_table(const char *dir, const char *name, const char *const *cols
         int rc = fls_csv_next(csv, errstr, errstr_size);
         if (rc == 0)
                 snprintf(errstr, errstr_size, "%s/%s: empty file", dir, name);
-        if (rc <= 0 || fls_csv_columns(csv, cols, col, ncols, name, errstr, errstr_size) < 0)
+        if (rc <= 0 ||
+            fls_csv_columns(csv, cols, col, ncols, name, errstr, errstr_size) < 0)
                 goto fail;
         while ((rc = fls_csv_next(csv, errstr, errstr_size)) == 1) {
                 if (fls_csv_nfields(csv) < ncols)
@@ -127,7 +128,7 @@ typedef struct {
         product_t *prod;
         size_t nprod, cap_prod;
         size_t cap_orders;
-        int *order_cust; /* customer index per order */
+        int *order_cust;        /* customer index per order */
         int *first_seller_seen; /* per order: second seller seen flag */
 } ctx_t;
 
@@ -321,9 +322,9 @@ fls_olist_t *fls_olist_load(const char *dir, char *errstr, size_t errstr_size)
                                                  "order_purchase_timestamp",
                                                  "order_delivered_customer_date",
                                                  "order_estimated_delivery_date"};
-        static const char *const item_cols[] = {"order_id", "product_id", "seller_id",
-                                                "shipping_limit_date", "price",
-                                                "freight_value"};
+        static const char *const item_cols[] = {"order_id",  "product_id",
+                                                "seller_id", "shipping_limit_date",
+                                                "price",     "freight_value"};
         ctx_t c;
         memset(&c, 0, sizeof(c));
         c.d = calloc(1, sizeof(*c.d));

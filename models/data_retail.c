@@ -41,8 +41,9 @@ static fls_retail_t *load(fls_csv_t *csv, const char *what, char *errstr,
                 double q;
                 int64_t t;
                 if (fls_time_parse(fls_csv_field(csv, col[2]), &t) < 0) {
-                        snprintf(errstr, errstr_size, "%s: line %ld: bad InvoiceDate '%s'",
-                                 what, fls_csv_line(csv), fls_csv_field(csv, col[2]));
+                        snprintf(errstr, errstr_size,
+                                 "%s: line %ld: bad InvoiceDate '%s'", what,
+                                 fls_csv_line(csv), fls_csv_field(csv, col[2]));
                         goto fail;
                 }
                 if (fls_csv_double(fls_csv_field(csv, col[1]), &q) < 0) {

@@ -45,16 +45,31 @@ enum {
         NFEAT
 };
 
-static const char *const names[NFEAT] = {
-    "distance_km",         "same_state",          "cust_lat",
-    "cust_lng",            "seller_lat",          "seller_lng",
-    "purchase_hour",       "purchase_weekday",    "n_items",
-    "multi_seller",        "price",               "freight",
-    "weight_g",            "volume_cm3",          "max_side_cm",
-    "photos",              "olist_estimate_days", "shipping_limit_days",
-    "orders_7d_cust_state", "orders_7d_seller_state", "orders_7d_all",
-    "seller_orders_30d",   "hist_days_cust_state", "hist_days_seller",
-    "hist_late_cust_state"};
+static const char *const names[NFEAT] = {"distance_km",
+                                         "same_state",
+                                         "cust_lat",
+                                         "cust_lng",
+                                         "seller_lat",
+                                         "seller_lng",
+                                         "purchase_hour",
+                                         "purchase_weekday",
+                                         "n_items",
+                                         "multi_seller",
+                                         "price",
+                                         "freight",
+                                         "weight_g",
+                                         "volume_cm3",
+                                         "max_side_cm",
+                                         "photos",
+                                         "olist_estimate_days",
+                                         "shipping_limit_days",
+                                         "orders_7d_cust_state",
+                                         "orders_7d_seller_state",
+                                         "orders_7d_all",
+                                         "seller_orders_30d",
+                                         "hist_days_cust_state",
+                                         "hist_days_seller",
+                                         "hist_late_cust_state"};
 
 size_t fls_task_delivery_nfeatures(void)
 {
@@ -90,9 +105,10 @@ int fls_task_delivery_features(const fls_olist_t *d, float *x, char *errstr,
                 float *f = x + i * NFEAT;
                 int64_t t = o->purchase;
                 int have_geo = isfinite(o->cust_lat) && isfinite(o->seller_lat);
-                f[F_DIST] = have_geo ? (float)fls_haversine_km(o->cust_lat, o->cust_lng,
-                                                               o->seller_lat, o->seller_lng)
-                                     : -1.0f;
+                f[F_DIST] = have_geo
+                                ? (float)fls_haversine_km(o->cust_lat, o->cust_lng,
+                                                          o->seller_lat, o->seller_lng)
+                                : -1.0f;
                 f[F_SAME_STATE] = o->cust_state >= 0 && o->cust_state == o->seller_state;
                 /* 0,0 is in the Atlantic, far from any Brazilian zip: a tree splits it
                  * off as "unknown". */
@@ -110,7 +126,8 @@ int fls_task_delivery_features(const fls_olist_t *d, float *x, char *errstr,
                 f[F_VOLUME] = (float)o->volume_cm3;
                 f[F_MAX_SIDE] = (float)o->max_side_cm;
                 f[F_PHOTOS] = (float)o->photos;
-                f[F_EST_DAYS] = o->estimated >= 0 ? (float)((o->estimated - t) / DAY) : -1;
+                f[F_EST_DAYS] =
+                    o->estimated >= 0 ? (float)((o->estimated - t) / DAY) : -1;
                 f[F_SHIP_LIMIT_DAYS] =
                     o->shipping_limit >= 0 ? (float)((o->shipping_limit - t) / DAY) : -1;
 
@@ -139,7 +156,8 @@ int fls_task_delivery_features(const fls_olist_t *d, float *x, char *errstr,
                         if (p->cust_state == o->cust_state) {
                                 sum_cs += days;
                                 n_cs++;
-                                late_cs += p->estimated >= 0 && p->delivered > p->estimated;
+                                late_cs +=
+                                    p->estimated >= 0 && p->delivered > p->estimated;
                         }
                         if (p->seller >= 0 && p->seller == o->seller) {
                                 sum_seller += days;
@@ -217,18 +235,17 @@ static fls_forest_t *leaves_expm1(fls_forest_t *f, char *errstr, size_t errstr_s
         for (size_t i = 0; i < nn; i++)
                 if (copy[i].feature < 0)
                         copy[i].value = expm1f(copy[i].value);
-        fls_forest_t *g =
-            fls_forest_from_nodes(FLS_FOREST_REGRESSOR, fls_forest_nfeatures(f),
-                                  fls_forest_roots(f), fls_forest_ntrees(f), copy, nn,
-                                  errstr, errstr_size);
+        fls_forest_t *g = fls_forest_from_nodes(
+            FLS_FOREST_REGRESSOR, fls_forest_nfeatures(f), fls_forest_roots(f),
+            fls_forest_ntrees(f), copy, nn, errstr, errstr_size);
         free(copy);
         fls_forest_destroy(f);
         return g;
 }
 
-int fls_task_delivery_train(const char *data_dir, const fls_range_t *given,
-                            uint64_t seed, const char *out, const char *export_csv,
-                            char *errstr, size_t errstr_size)
+int fls_task_delivery_train(const char *data_dir, const fls_range_t *given, uint64_t seed,
+                            const char *out, const char *export_csv, char *errstr,
+                            size_t errstr_size)
 {
         fls_range_t range = fls_range_default(given, split_time(), 1);
         fls_olist_t *d = NULL;
@@ -257,7 +274,8 @@ int fls_task_delivery_train(const char *data_dir, const fls_range_t *given,
         }
         if (rows.n < 20) {
                 snprintf(errstr, errstr_size,
-                         "delivery: only %zu delivered orders in the training range", rows.n);
+                         "delivery: only %zu delivered orders in the training range",
+                         rows.n);
                 goto done;
         }
         fls_forest_opts_t fo;
@@ -273,7 +291,8 @@ int fls_task_delivery_train(const char *data_dir, const fls_range_t *given,
                 goto done;
         char src[512], rt[128], mean_txt[64];
         range_text(&range, rt, sizeof(rt));
-        snprintf(src, sizeof(src), "olist-brazilian-ecommerce, delivered orders purchased in %s (%zu rows)",
+        snprintf(src, sizeof(src),
+                 "olist-brazilian-ecommerce, delivered orders purchased in %s (%zu rows)",
                  rt, rows.n);
         snprintf(mean_txt, sizeof(mean_txt), "%.6f", sum / (double)rows.n);
         fls_model_meta_t meta = {src, seed, "", "train_mean_days", mean_txt};
@@ -310,9 +329,10 @@ int fls_task_delivery_eval(const char *model_path, const char *data_dir,
         if (meta->metric_name && strcmp(meta->metric_name, "train_mean_days") == 0)
                 train_mean = strtod(meta->metric_value, NULL);
         if (!isfinite(train_mean)) {
-                snprintf(errstr, errstr_size,
-                         "%s: no train_mean_days in the model file (not a delivery model?)",
-                         model_path);
+                snprintf(
+                    errstr, errstr_size,
+                    "%s: no train_mean_days in the model file (not a delivery model?)",
+                    model_path);
                 fls_model_destroy(m);
                 return -1;
         }

@@ -33,9 +33,9 @@ double fls_task_delivery_target(const fls_olist_order_t *o);
 
 /* Trains on the delivered orders purchased in `range` (its open --until defaults to
  * the split) and saves the model to out. export_csv may be NULL. */
-int fls_task_delivery_train(const char *data_dir, const fls_range_t *range,
-                            uint64_t seed, const char *out, const char *export_csv,
-                            char *errstr, size_t errstr_size);
+int fls_task_delivery_train(const char *data_dir, const fls_range_t *range, uint64_t seed,
+                            const char *out, const char *export_csv, char *errstr,
+                            size_t errstr_size);
 /* Scores the delivered orders purchased in `range` (its open --from defaults to the
  * split); earlier orders serve as history. The export marks them "test" and the
  * delivered orders before the range "train". */

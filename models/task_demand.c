@@ -85,7 +85,8 @@ double fls_task_demand_units(const fls_retail_t *r, size_t o, float out)
 
 static float target(const fls_retail_t *r, size_t o, int h)
 {
-        return (float)((r->units[o + (size_t)h] + 1.0) / (fls_task_demand_ma28(r, o) + 1.0) -
+        return (float)((r->units[o + (size_t)h] + 1.0) /
+                           (fls_task_demand_ma28(r, o) + 1.0) -
                        1.0);
 }
 
@@ -140,7 +141,6 @@ static double train_scale(const fls_retail_t *r, const fls_range_t *range)
                 hi--;
         return fls_metric_snaive_mae(r->units + lo, hi - lo, 7);
 }
-
 
 int fls_task_demand_train(const char *data_dir, const fls_range_t *given, uint64_t seed,
                           const char *out, const char *export_csv, char *errstr,
@@ -249,8 +249,9 @@ int fls_task_demand_eval(const char *model_path, const char *data_dir,
         if (fls_model_check_features(m, names, NFEAT, errstr, errstr_size) < 0 ||
             fls_model_seq_len(m) != W) {
                 if (fls_model_seq_len(m) != W)
-                        snprintf(errstr, errstr_size, "%s: sequence length %zu, %d expected",
-                                 model_path, fls_model_seq_len(m), W);
+                        snprintf(errstr, errstr_size,
+                                 "%s: sequence length %zu, %d expected", model_path,
+                                 fls_model_seq_len(m), W);
                 fls_model_destroy(m);
                 return -1;
         }

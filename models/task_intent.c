@@ -229,7 +229,8 @@ static int data_load(const char *dir, data_t *dt, char *errstr, size_t errstr_si
                 data_free(dt);
                 return -1;
         }
-        if (fls_task_intent_labels(dt->d, dt->label, dt->known, errstr, errstr_size) < 0 ||
+        if (fls_task_intent_labels(dt->d, dt->label, dt->known, errstr, errstr_size) <
+                0 ||
             fls_task_intent_features(dt->d, dt->x, errstr, errstr_size) < 0) {
                 data_free(dt);
                 return -1;
@@ -351,8 +352,9 @@ int fls_task_intent_eval(const char *model_path, const char *data_dir,
         if (fls_model_check_features(m, names, NFEAT, errstr, errstr_size) < 0 ||
             fls_model_seq_len(m) != T) {
                 if (fls_model_seq_len(m) != T)
-                        snprintf(errstr, errstr_size, "%s: sequence length %zu, %d expected",
-                                 model_path, fls_model_seq_len(m), T);
+                        snprintf(errstr, errstr_size,
+                                 "%s: sequence length %zu, %d expected", model_path,
+                                 fls_model_seq_len(m), T);
                 fls_model_destroy(m);
                 return -1;
         }
@@ -367,7 +369,8 @@ int fls_task_intent_eval(const char *model_path, const char *data_dir,
         size_t n = dt.d->n, ntest = 0, ntrain = 0;
         float *cx_train = malloc(n * NCOUNT * sizeof(float));
         int *y_train = malloc(n * sizeof(int)), *y_test = malloc(n * sizeof(int));
-        double *p_model = malloc(n * sizeof(double)), *p_base = malloc(n * sizeof(double));
+        double *p_model = malloc(n * sizeof(double)),
+               *p_base = malloc(n * sizeof(double));
         float *pred = malloc(n * sizeof(float));
         FILE *ex = NULL;
         if (!cx_train || !y_train || !y_test || !p_model || !p_base || !pred) {
@@ -395,8 +398,9 @@ int fls_task_intent_eval(const char *model_path, const char *data_dir,
                 }
         }
         if (ntest == 0) {
-                snprintf(errstr, errstr_size,
-                         "intent: no event in the range with 10 minutes of data after it");
+                snprintf(
+                    errstr, errstr_size,
+                    "intent: no event in the range with 10 minutes of data after it");
                 goto done;
         }
         if (fls_model_predict(m, rows.x, rows.n, pred, errstr, errstr_size) < 0)

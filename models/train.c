@@ -135,10 +135,10 @@ static int parse(int argc, char **argv, int is_train, args_t *a)
                 usage(cmd);
                 return 2;
         }
-        const char *missing = !a->data                  ? "--data"
-                              : is_train && !a->out     ? "--out"
+        const char *missing = !a->data                 ? "--data"
+                              : is_train && !a->out    ? "--out"
                               : !is_train && !a->model ? "--model"
-                                                        : NULL;
+                                                       : NULL;
         if (missing) {
                 fprintf(stderr, "flashstream %s: %s is required\n", cmd, missing);
                 usage(cmd);

@@ -51,7 +51,7 @@ Test(data_csv, quoted_commas_quotes_empty_fields_crlf_bom)
         cr_assert_eq(fls_csv_next(csv, err, sizeof(err)), 1);
         cr_assert_str_eq(fls_csv_field(csv, 0), "multi\nline");
         cr_assert_str_eq(fls_csv_field(csv, 2), "3"); /* no final newline */
-        cr_assert_eq(fls_csv_line(csv), 4); /* where the record starts */
+        cr_assert_eq(fls_csv_line(csv), 4);           /* where the record starts */
         cr_assert_eq(fls_csv_next(csv, err, sizeof(err)), 0);
         fls_csv_destroy(csv);
         fclose(fp);
@@ -81,7 +81,8 @@ Test(data_csv, numbers_and_missing_file)
         cr_assert_eq(fls_csv_double("", &v), -1);
         cr_assert_eq(fls_csv_double("NA", &v), -1);
         cr_assert_eq(fls_csv_double("3x", &v), -1);
-        cr_assert_null(fls_csv_open_in("/nonexistent-dir", "f.csv", ',', err, sizeof(err)));
+        cr_assert_null(
+            fls_csv_open_in("/nonexistent-dir", "f.csv", ',', err, sizeof(err)));
         cr_assert(strstr(err, "/nonexistent-dir/f.csv") != NULL, "%s", err);
 }
 
@@ -122,7 +123,8 @@ Test(data_time, ranges_half_open)
         cr_assert_eq(fls_range_contains(&r, b - 1), 1);
         cr_assert_eq(fls_range_contains(&r, b), 0); /* --until exclusive */
         fls_range_t bad = FLS_RANGE_ALL;
-        cr_assert_eq(fls_range_set(&bad, "2017-09-02", "2017-09-01", err, sizeof(err)), -1);
+        cr_assert_eq(fls_range_set(&bad, "2017-09-02", "2017-09-01", err, sizeof(err)),
+                     -1);
         cr_assert_eq(fls_range_set(&bad, "yesterday", NULL, err, sizeof(err)), -1);
         cr_assert(strstr(err, "--from") != NULL, "%s", err);
 }

@@ -14,7 +14,9 @@
 #include "data_rees46.h"
 #include "task_intent.h"
 
-#define HDR "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
+#define HDR                                                                              \
+        "event_time,event_type,product_id,category_id,category_code,brand,price,user_"   \
+        "id,user_session\n"
 
 static char path[64];
 
@@ -38,15 +40,14 @@ Test(task_intent, labels_same_user_strictly_after_within_10_minutes)
 {
         /* u1 purchases at 00:05:00 and 00:16:00; u2 never does. Rows are given out of
          * order (the reader sorts by time, same-second rows keeping file order). */
-        fls_rees46_t *d = load_text(
-            "2019-10-01 00:00:30 UTC,view,2,0,,,\"1,5\",u2,s2\n"
-            "2019-10-01 00:00:00 UTC,view,1,0,,,10.0,u1,s1\n"
-            "2019-10-01 00:05:00 UTC,purchase,1,0,,,10.0,u1,s1\n"
-            "2019-10-01 00:05:00 UTC,view,1,0,,,10.0,u1,s1\n"
-            "2019-10-01 00:05:59 UTC,view,3,0,,,,u1,s1\n"
-            "2019-10-01 00:06:00 UTC,view,3,0,,,5.0,u1,s1\n"
-            "2019-10-01 00:16:00 UTC,purchase,3,0,,,5.0,u1,s1\n"
-            "2019-10-01 00:30:00 UTC,view,2,0,,,1.5,u2,s2\n");
+        fls_rees46_t *d = load_text("2019-10-01 00:00:30 UTC,view,2,0,,,\"1,5\",u2,s2\n"
+                                    "2019-10-01 00:00:00 UTC,view,1,0,,,10.0,u1,s1\n"
+                                    "2019-10-01 00:05:00 UTC,purchase,1,0,,,10.0,u1,s1\n"
+                                    "2019-10-01 00:05:00 UTC,view,1,0,,,10.0,u1,s1\n"
+                                    "2019-10-01 00:05:59 UTC,view,3,0,,,,u1,s1\n"
+                                    "2019-10-01 00:06:00 UTC,view,3,0,,,5.0,u1,s1\n"
+                                    "2019-10-01 00:16:00 UTC,purchase,3,0,,,5.0,u1,s1\n"
+                                    "2019-10-01 00:30:00 UTC,view,2,0,,,1.5,u2,s2\n");
         cr_assert_eq(d->n, 8);
         cr_assert_eq(d->nusers, 2);
         int label[8], known[8];
@@ -54,15 +55,14 @@ Test(task_intent, labels_same_user_strictly_after_within_10_minutes)
         cr_assert_eq(fls_task_intent_labels(d, label, known, err, sizeof(err)), 0);
         /* sorted: 00:00:00 u1 view, 00:00:30 u2 view, 00:05:00 u1 purchase, 00:05:00 u1
          * view, 00:05:59 u1 view, 00:06:00 u1 view, 00:16:00 u1 purchase, 00:30 u2 */
-        const int want[8] = {
-            1, /* u1's purchase 5 min later */
-            0, /* u2: u1's purchase does not count */
-            0, /* the purchase itself: the next one is 11 min later */
-            0, /* same second as the purchase: not strictly after */
-            0, /* 00:16:00 is 601 s later */
-            1, /* 00:16:00 is exactly 600 s later: inside */
-            0, /* no later purchase */
-            0};
+        const int want[8] = {1, /* u1's purchase 5 min later */
+                             0, /* u2: u1's purchase does not count */
+                             0, /* the purchase itself: the next one is 11 min later */
+                             0, /* same second as the purchase: not strictly after */
+                             0, /* 00:16:00 is 601 s later */
+                             1, /* 00:16:00 is exactly 600 s later: inside */
+                             0, /* no later purchase */
+                             0};
         const int want_known[8] = {1, 1, 1, 1, 1, 1, 1, 0}; /* last event: 00:30 */
         for (int i = 0; i < 8; i++) {
                 cr_expect_eq(label[i], want[i], "event %d: label %d", i, label[i]);

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command of the README (and of .ci/run): installs what is missing, builds
+# with -Werror, runs every Criterion suite (unit and integration: the integration
+# suites start their own redis-server and `flashstream broker`), then builds again
+# with AddressSanitizer + UndefinedBehaviorSanitizer and runs the whole suite again.
+# FLS_TEST_QUICK=1 skips the sanitizer pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/install-deps.sh
+
+jobs=$(nproc)
+echo "== build (-Werror) =="
+cmake -S . -B build -DFLS_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests =="
+(cd build && ctest --output-on-failure)
+
+if [ "${FLS_TEST_QUICK:-0}" != 1 ]; then
+        echo "== build (ASan + UBSan) =="
+        cmake -S . -B build-asan -DFLS_WERROR=ON -DFLS_SANITIZE=ON \
+                -DCMAKE_BUILD_TYPE=Debug >/dev/null
+        cmake --build build-asan -j"$jobs"
+        echo "== tests under ASan + UBSan =="
+        (cd build-asan &&
+                ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                ctest --output-on-failure)
+fi
