@@ -17,15 +17,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { F_EVENT_ID, F_USER, F_SESSION, F_TYPE, F_SKU, F_CATEGORY, F_PRICE, F_QTY, F_DWELL,
-       F_CAMPAIGN, F_TS, F__N };
+enum {
+        F_EVENT_ID,
+        F_USER,
+        F_SESSION,
+        F_TYPE,
+        F_SKU,
+        F_CATEGORY,
+        F_PRICE,
+        F_QTY,
+        F_DWELL,
+        F_CAMPAIGN,
+        F_TS,
+        F__N
+};
 static const char *const field_names[F__N] = {
     "event_id", "user_id",  "session_id", "type",        "sku", "category",
     "price",    "quantity", "dwell_ms",   "campaign_id", "ts"};
 
 /* Event types in schema order: the enum index is the feature index. */
-static const char *const types[] = {"view", "click", "search", "cart_add", "cart_remove",
-                                    "purchase", NULL};
+static const char *const types[] = {"view",        "click",    "search", "cart_add",
+                                    "cart_remove", "purchase", NULL};
 static const char *const lifetime[] = {"n_view",     "n_click",       "n_search",
                                        "n_cart_add", "n_cart_remove", "n_purchase"};
 static const char *const sku_feats[] = {"view", "cart_add", "purchase", NULL};
@@ -94,10 +106,12 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
                 return FLS_BAD_KEY;
         }
         if (!isfinite(price) || price < 0) {
-                snprintf(detail, detail_size, "price %g is not a finite value >= 0", price);
+                snprintf(detail, detail_size, "price %g is not a finite value >= 0",
+                         price);
                 return FLS_BAD_VALUE;
         }
-        if (fls_avro_int(ev, c->idx[F_QTY]) < 0 || fls_avro_int(ev, c->idx[F_DWELL]) < 0) {
+        if (fls_avro_int(ev, c->idx[F_QTY]) < 0 ||
+            fls_avro_int(ev, c->idx[F_DWELL]) < 0) {
                 snprintf(detail, detail_size, "negative quantity or dwell_ms");
                 return FLS_BAD_VALUE;
         }

@@ -16,14 +16,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { F_EVENT_ID, F_TYPE, F_ORDER, F_USER, F_SKU, F_WH, F_QTY, F_PRICE, F_REGION, F_FLASH,
-       F_TS, F__N };
+enum {
+        F_EVENT_ID,
+        F_TYPE,
+        F_ORDER,
+        F_USER,
+        F_SKU,
+        F_WH,
+        F_QTY,
+        F_PRICE,
+        F_REGION,
+        F_FLASH,
+        F_TS,
+        F__N
+};
 static const char *const field_names[F__N] = {
-    "event_id", "type",       "order_id",  "user_id", "sku",       "warehouse_id",
-    "quantity", "unit_price", "region",    "flash_sale", "ts"};
+    "event_id", "type",       "order_id", "user_id",    "sku", "warehouse_id",
+    "quantity", "unit_price", "region",   "flash_sale", "ts"};
 
-static const char *const units[] = {"u_placed", "u_cancelled", "u_refunded", "u_received"};
-static const char *const lines[] = {"n_placed", "n_cancelled", "n_refunded", "n_received"};
+static const char *const units[] = {"u_placed", "u_cancelled", "u_refunded",
+                                    "u_received"};
+static const char *const lines[] = {"n_placed", "n_cancelled", "n_refunded",
+                                    "n_received"};
 static const char *const sales_feats[] = {"units", "lines", NULL};
 
 static const fls_family_t families[] = {

@@ -24,14 +24,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { F_EVENT_ID, F_SHIPMENT, F_ORDER, F_STATUS, F_WH, F_REGION, F_DIST, F_WEIGHT,
-       F_CARRIER, F_FLASH, F_PROMISED, F_TS, F__N };
+enum {
+        F_EVENT_ID,
+        F_SHIPMENT,
+        F_ORDER,
+        F_STATUS,
+        F_WH,
+        F_REGION,
+        F_DIST,
+        F_WEIGHT,
+        F_CARRIER,
+        F_FLASH,
+        F_PROMISED,
+        F_TS,
+        F__N
+};
 static const char *const field_names[F__N] = {
-    "event_id", "shipment_id", "order_id", "status",     "warehouse_id", "region",
-    "distance_km", "weight_kg", "carrier", "flash_sale", "promised_ts",  "ts"};
+    "event_id",    "shipment_id", "order_id", "status",     "warehouse_id", "region",
+    "distance_km", "weight_kg",   "carrier",  "flash_sale", "promised_ts",  "ts"};
 
 enum { CREATED, PICKED, HANDED, IN_TRANSIT, DELIVERED, FAILED };
-static const char *const ts_fields[] = {"ts_created", "ts_picked", "ts_handed",
+static const char *const ts_fields[] = {"ts_created",    "ts_picked",    "ts_handed",
                                         "ts_in_transit", "ts_delivered", "ts_failed"};
 static const char *const load_feats[] = {"created", "delivered", NULL};
 static const char *const dlv_feats[] = {"delivered", "late", NULL};
@@ -128,8 +141,8 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         }
         if (!isfinite(dist) || dist < 0 || !isfinite(weight) || weight < 0) {
                 snprintf(detail, detail_size,
-                         "distance_km %g or weight_kg %g is not a finite value >= 0", dist,
-                         weight);
+                         "distance_km %g or weight_kg %g is not a finite value >= 0",
+                         dist, weight);
                 return FLS_BAD_VALUE;
         }
         *ts = fls_avro_long(ev, s->idx[F_TS]);
@@ -232,12 +245,14 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
         for (size_t i = 0; i < s->npend; i++) {
                 struct pending *p = &s->pend[i];
                 const fls_hash_t *ring = fls_batch_reply(b, p->region_read);
-                int64_t delivered = fls_ring_sum(s->store, ring, FAM_DLV, 0, p->ts,
-                                                 24 * 3600000LL);
-                int64_t late = fls_ring_sum(s->store, ring, FAM_DLV, 1, p->ts,
-                                            24 * 3600000LL);
+                int64_t delivered =
+                    fls_ring_sum(s->store, ring, FAM_DLV, 0, p->ts, 24 * 3600000LL);
+                int64_t late =
+                    fls_ring_sum(s->store, ring, FAM_DLV, 1, p->ts, 24 * 3600000LL);
                 double share = (late + 1.0) / (delivered + 2.0);
-                int kind = p->flash ? PRIORITY : share > s->express_share ? EXPRESS : STANDARD;
+                int kind = p->flash                   ? PRIORITY
+                           : share > s->express_share ? EXPRESS
+                                                      : STANDARD;
                 avro_value_t *out;
                 const char *order = s->text + p->order;
 
@@ -246,13 +261,15 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 out = fls_emit_begin(emit);
                 fls_emit_id(emit, p->partition, p->offset, "dispatch", id, sizeof(id));
                 snprintf(reason, sizeof(reason), "%s late_share=%.3f n=%" PRId64,
-                         p->flash ? "flash_sale" : kind == EXPRESS ? "late_risk" : "on_time",
+                         p->flash          ? "flash_sale"
+                         : kind == EXPRESS ? "late_risk"
+                                           : "on_time",
                          share, delivered);
                 if (fls_avro_set_str(out, 0, id, strlen(id)) ||
                     fls_avro_set_str(out, 1, order, p->order_len) ||
                     fls_avro_set_str(out, 2, s->text + p->shipment, p->shipment_len) ||
-                    fls_avro_set_double(out, 3, -1) ||
-                    fls_avro_set_double(out, 4, 0) || fls_avro_set_long(out, 5, p->promised) ||
+                    fls_avro_set_double(out, 3, -1) || fls_avro_set_double(out, 4, 0) ||
+                    fls_avro_set_long(out, 5, p->promised) ||
                     fls_avro_set_enum(out, 6, kind) ||
                     fls_avro_set_str(out, 7, courier[kind], strlen(courier[kind])) ||
                     fls_avro_set_str(out, 8, reason, strlen(reason)) ||

@@ -54,17 +54,16 @@ static void simulate(const char *extra_duration, int64_t t0)
         snprintf(ts, sizeof(ts), "--sim.start_ts=%" PRId64, t0);
         snprintf(out, sizeof(out), "--sim.out_dir=%s/sim", env.dir);
         {
-                const char *args[] = {"simulate",          "--sim.realtime=false",
-                                      extra_duration,      ts,
-                                      out,                 "--sim.users=2000",
-                                      "--sim.progress_ms=0", NULL};
+                const char *args[] = {
+                    "simulate", "--sim.realtime=false", extra_duration,        ts,
+                    out,        "--sim.users=2000",     "--sim.progress_ms=0", NULL};
                 rc = fls_t_run(&env, &o, args);
         }
         free(o);
         cr_assert_eq(rc, 0, "simulate exited %d", rc);
 }
 
-static pid_t consume(const char *name, const char *const *extra)
+static pid_t consume_log(const char *name, const char *logname, const char *const *extra)
 {
         char log[400];
         const char *args[16] = {"consume", name, "--batch.max_ms=20",
@@ -74,8 +73,29 @@ static pid_t consume(const char *name, const char *const *extra)
         for (int i = 0; extra && extra[i] && n < 15; i++)
                 args[n++] = extra[i];
         args[n] = NULL;
-        snprintf(log, sizeof(log), "%s/%s.log", env.dir, name);
+        snprintf(log, sizeof(log), "%s/%s.log", env.dir, logname);
         return fls_t_spawn(&env, log, args);
+}
+
+static pid_t consume(const char *name, const char *const *extra)
+{
+        return consume_log(name, name, extra);
+}
+
+static int log_count(const char *logname, const char *what)
+{
+        char path[400], line[4096];
+        int n = 0;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/%s.log", env.dir, logname);
+        fp = fopen(path, "r");
+        if (!fp)
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                n += strstr(line, what) != NULL;
+        fclose(fp);
+        return n;
 }
 
 /* Lines of a simulator CSV, header skipped. */
@@ -131,10 +151,10 @@ struct user {
         long n[6];
 };
 
-static const char *const ctypes[] = {"VIEW", "CLICK", "SEARCH", "ADD_CART", "REMOVE_CART",
-                                     "PURCHASE"};
-static const char *const cfields[] = {"n_view", "n_click", "n_search", "n_cart_add",
-                                      "n_cart_remove", "n_purchase"};
+static const char *const ctypes[] = {"VIEW",     "CLICK",       "SEARCH",
+                                     "ADD_CART", "REMOVE_CART", "PURCHASE"};
+static const char *const cfields[] = {"n_view",     "n_click",       "n_search",
+                                      "n_cart_add", "n_cart_remove", "n_purchase"};
 
 /* Counts event types for users u1..u<nu> from clickstream.csv. */
 static void count_users(struct user *us, int nu)
@@ -243,9 +263,8 @@ static void check_decisions(long want)
 {
         char err[512];
         rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        fls_codec_t *codec =
-            fls_codec_new(FLS_SCHEMA_DIR, "dispatch-decisions-value", 0, 1 << 20, err,
-                          sizeof(err));
+        fls_codec_t *codec = fls_codec_new(FLS_SCHEMA_DIR, "dispatch-decisions-value", 0,
+                                           1 << 20, err, sizeof(err));
         rd_kafka_t *rk;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(6);
         long got = 0, idle = 0;
@@ -347,6 +366,57 @@ Test(pipeline, sigkill_mid_stream_keeps_features_exact)
                 fls_t_wait(c, 5000);
                 cr_assert_lt(applied("clickstream"), want, "the kill came too late");
                 c = consume("clickstream", small);
+        }
+        wait_applied("clickstream", want);
+        stop(c);
+        check_users(150);
+}
+
+Test(pipeline, two_instances_share_partitions_and_rebalance)
+{
+        const char *small[] = {"--batch.max_messages=200", NULL};
+        long want;
+        pid_t a, b;
+
+        simulate("--sim.duration_s=40", start_ts());
+        want = count_lines("clickstream.csv");
+        /* Two instances of one consumer share the partitions; the second leaves
+         * mid-stream and cooperative-sticky moves its partitions to the first. */
+        a = consume_log("clickstream", "a", small);
+        b = consume_log("clickstream", "b", small);
+        for (int i = 0; i < 1500 && log_count("b", "assigned clickstream") == 0; i++)
+                usleep(20000);
+        cr_assert_gt(log_count("b", "assigned clickstream"), 0, "b never got partitions");
+        cr_assert_lt(applied("clickstream"), want, "the stream ended before b left");
+        stop(b);
+        wait_applied("clickstream", want);
+        stop(a);
+        cr_assert_gt(log_count("a", "assigned clickstream"), 0);
+        cr_assert_gt(log_count("a", "assigned clickstream") +
+                         log_count("b", "assigned clickstream"),
+                     6, "no partition changed hands");
+        check_users(150);
+}
+
+Test(pipeline, redis_killed_and_restarted_mid_stream)
+{
+        const char *small[] = {"--batch.max_messages=300", "--redis.retry_max_ms=200",
+                               NULL};
+        long want;
+        pid_t c;
+
+        simulate("--sim.duration_s=40", start_ts());
+        want = count_lines("clickstream.csv");
+        c = consume("clickstream", small);
+        for (int k = 0; k < 2; k++) {
+                long at = want * (k + 1) / 4;
+                for (int i = 0; i < 600 && applied("clickstream") < at; i++)
+                        usleep(20000);
+                /* appendfsync everysec: the restarted Redis may have lost the last
+                 * second of batches; the consumer must notice and replay them. */
+                fls_t_redis_stop(&env, SIGKILL);
+                usleep(500000);
+                cr_assert_eq(fls_t_redis_start(&env), 0);
         }
         wait_applied("clickstream", want);
         stop(c);

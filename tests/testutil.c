@@ -138,7 +138,8 @@ int fls_t_broker_start(fls_tenv_t *env, int partitions)
                                                  "%s", line + 10);
                                 if (!strncmp(line, "control=", 8) &&
                                     strlen(line + 8) < sizeof(env->control))
-                                        memcpy(env->control, line + 8, strlen(line + 8) + 1);
+                                        memcpy(env->control, line + 8,
+                                               strlen(line + 8) + 1);
                         }
                         fclose(fp);
                         if (*env->bootstrap && *env->control)
@@ -192,7 +193,8 @@ pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args)
         argv[n] = NULL;
         pid = fork();
         if (pid == 0) {
-                if (logfile && (!freopen(logfile, "a", stdout) || !freopen(logfile, "a", stderr)))
+                if (logfile &&
+                    (!freopen(logfile, "a", stdout) || !freopen(logfile, "a", stderr)))
                         _exit(126);
                 execv(FLS_BIN, (char *const *)argv);
                 _exit(127);
@@ -239,7 +241,8 @@ int fls_t_run(fls_tenv_t *env, char **out, const char *const *args)
                         int n = 0;
                         snprintf(bfile, sizeof(bfile), "--bootstrap.file=%s",
                                  env->bootstrap_file);
-                        snprintf(rport, sizeof(rport), "--redis.port=%d", env->redis_port);
+                        snprintf(rport, sizeof(rport), "--redis.port=%d",
+                                 env->redis_port);
                         argv[n++] = FLS_BIN;
                         for (int i = 0; args[i] && n < 60; i++) {
                                 argv[n++] = args[i];

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 typedef struct fls_tenv {
-        char dir[256];       /* temporary folder of this environment */
+        char dir[256]; /* temporary folder of this environment */
         pid_t redis_pid;
         int redis_port;
         pid_t broker_pid;

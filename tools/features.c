@@ -34,18 +34,30 @@ static const struct kind {
         int spread;         /* counts spread over partitions: sum them all */
         struct window windows[6];
 } kinds[] = {
-    {"user", &fls_clickstream_app, "u:", 0,
+    {"user",
+     &fls_clickstream_app,
+     "u:",
+     0,
      {{0, "1m", 60000}, {0, "5m", 300000}, {0, "30m", 1800000}, {-1, NULL, 0}}},
-    {"sku", &fls_clickstream_app, "s:", 1,
+    {"sku",
+     &fls_clickstream_app,
+     "s:",
+     1,
      {{1, "1m", 60000}, {1, "5m", 300000}, {1, "10m", 600000}, {-1, NULL, 0}}},
-    {"stock", &fls_orders_app, "sw:", 0,
+    {"stock",
+     &fls_orders_app,
+     "sw:",
+     0,
      {{0, "1m", 60000},
       {0, "5m", 300000},
       {0, "15m", 900000},
       {0, "60m", 3600000},
       {-1, NULL, 0}}},
     {"shipment", &fls_shipments_app, "sh:", 0, {{-1, NULL, 0}}},
-    {"region", &fls_shipments_app, "r:", 1,
+    {"region",
+     &fls_shipments_app,
+     "r:",
+     1,
      {{0, "1m", 60000}, {0, "60m", 3600000}, {1, "24h", 86400000}, {-1, NULL, 0}}},
     {NULL, NULL, NULL, 0, {{-1, NULL, 0}}},
 };
@@ -87,8 +99,8 @@ static uint32_t murmur2(const char *data, size_t len)
 static int partition_count(fls_conf_t *conf, const char *topic, char *errstr,
                            size_t errstr_size)
 {
-        rd_kafka_conf_t *kc = fls_kafka_conf(conf, FLS_KAFKA_PRODUCER, NULL, errstr,
-                                             errstr_size);
+        rd_kafka_conf_t *kc =
+            fls_kafka_conf(conf, FLS_KAFKA_PRODUCER, NULL, errstr, errstr_size);
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_t *rkt;
         rd_kafka_t *rk;
@@ -166,11 +178,11 @@ int fls_cmd_features(fls_conf_t *conf, int argc, char **argv)
                 fprintf(stderr, "flashstream features: %s\n", errstr);
                 return 1;
         }
-        st = fls_store_new(fls_conf_str(conf, "redis.host"),
-                           (int)fls_conf_int(conf, "redis.port"),
-                           (int)fls_conf_int(conf, "redis.timeout_ms"),
-                           fls_conf_str(conf, "redis.prefix"), k->app->families,
-                           fls_conf_int(conf, "window.lateness_ms"), errstr, sizeof(errstr));
+        st = fls_store_new(
+            fls_conf_str(conf, "redis.host"), (int)fls_conf_int(conf, "redis.port"),
+            (int)fls_conf_int(conf, "redis.timeout_ms"),
+            fls_conf_str(conf, "redis.prefix"), k->app->families,
+            fls_conf_int(conf, "window.lateness_ms"), errstr, sizeof(errstr));
         if (!st) {
                 fprintf(stderr, "flashstream features: %s\n", errstr);
                 return 1;
@@ -226,17 +238,22 @@ int fls_cmd_features(fls_conf_t *conf, int argc, char **argv)
                                 if (j == n) {
                                         if (n == cap) {
                                                 cap = cap ? cap * 2 : 32;
-                                                names = realloc(names, cap * sizeof(*names));
+                                                names =
+                                                    realloc(names, cap * sizeof(*names));
                                                 vals = realloc(vals, cap * sizeof(*vals));
-                                                texts = realloc(texts, cap * sizeof(*texts));
+                                                texts =
+                                                    realloc(texts, cap * sizeof(*texts));
                                         }
                                         names[n] = strdup(h->fields[f]);
                                         texts[n] = strdup(h->values[f]);
                                         vals[n++] = 0;
                                 }
-                                /* Counters add up over partitions; text keeps the last. */
-                                if (*h->values[f] && !*end && strncmp(h->fields[f], "ts", 2) &&
-                                    strcmp(h->fields[f], "last_ts") && strcmp(h->fields[f], "rank"))
+                                /* Counters add up over partitions; text keeps the last.
+                                 */
+                                if (*h->values[f] && !*end &&
+                                    strncmp(h->fields[f], "ts", 2) &&
+                                    strcmp(h->fields[f], "last_ts") &&
+                                    strcmp(h->fields[f], "rank"))
                                         vals[j] += v;
                                 else {
                                         free(texts[j]);

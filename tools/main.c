@@ -22,8 +22,9 @@ static const fls_app_t *const apps[] = {&fls_clickstream_app, &fls_orders_app,
 static const struct {
         const char *name, *args, *help;
 } cmds[] = {
-    {"broker", "", "Run the embedded Kafka-protocol cluster (librdkafka's mock) until "
-                   "SIGINT/SIGTERM."},
+    {"broker", "",
+     "Run the embedded Kafka-protocol cluster (librdkafka's mock) until "
+     "SIGINT/SIGTERM."},
     {"simulate", "", "Produce a seeded, simulated flash sale to the input topics."},
     {"consume", "clickstream|orders|shipments", "Run one consumer."},
     {"features", "user|sku|stock|shipment|region ID",
@@ -49,10 +50,11 @@ static void usage(FILE *out, const fls_conf_t *conf, const char *cmd)
                 fprintf(out, "usage: flashstream COMMAND [options]\n\ncommands:\n");
                 for (int i = 0; cmds[i].name; i++)
                         fprintf(out, "  %-10s %s\n", cmds[i].name, cmds[i].help);
-                fprintf(out, "\n'flashstream COMMAND --help' lists the command's options.\n"
-                             "Options come from --config FILE (key=value lines), then "
-                             "FLASHSTREAM_<KEY> environment variables, then --key=value "
-                             "flags; --kafka.<property>=value passes to librdkafka.\n");
+                fprintf(out,
+                        "\n'flashstream COMMAND --help' lists the command's options.\n"
+                        "Options come from --config FILE (key=value lines), then "
+                        "FLASHSTREAM_<KEY> environment variables, then --key=value "
+                        "flags; --kafka.<property>=value passes to librdkafka.\n");
                 return;
         }
         for (int i = 0; cmds[i].name; i++)
@@ -142,8 +144,9 @@ int main(int argc, char **argv)
         fls_log_set_level(level);
         for (int i = 1; i < argc; i++) {
                 if (argv[i][0] == '-' && argv[i][1] == '-') {
-                        fprintf(stderr, "flashstream %s: unknown option %s (see --help)\n",
-                                cmd, argv[i]);
+                        fprintf(stderr,
+                                "flashstream %s: unknown option %s (see --help)\n", cmd,
+                                argv[i]);
                         fls_conf_destroy(conf);
                         return 2;
                 }

@@ -40,8 +40,14 @@ const char *fls_bad_name(fls_bad_t bad)
 struct version {
         int id;
         avro_schema_t schema;
+        char *json;                   /* the .avsc text: field defaults */
         avro_value_iface_t *resolver; /* NULL when the writer is the reader schema */
         avro_value_t resolved;        /* wraps codec->value */
+        /* Avro C's resolver has no field defaults. Reader fields this writer lacks
+         * are appended to a copy of the writer schema, and their encoded defaults to
+         * each message body before the resolver reads it. */
+        uint8_t *trailer;
+        size_t trailer_len;
 };
 
 struct fls_codec {
@@ -55,12 +61,13 @@ struct fls_codec {
         avro_writer_t wr;
         char *obuf;
         size_t obuf_size;
+        char *scratch; /* body + trailer, when a version has one */
         struct version versions[FLS_CODEC_MAX_VERSIONS];
         int nversions;
 };
 
 static int load_schema(const char *dir, const char *file, avro_schema_t *schema,
-                       char *errstr, size_t errstr_size)
+                       char **jsonp, char *errstr, size_t errstr_size)
 {
         char path[1024];
         FILE *fp;
@@ -90,7 +97,7 @@ static int load_schema(const char *dir, const char *file, avro_schema_t *schema,
                 free(text);
                 return -1;
         }
-        free(text);
+        *jsonp = text;
         return 0;
 }
 
@@ -124,13 +131,14 @@ static int load_registry(fls_codec_t *c, const char *dir, const char *subject,
                 if (strcmp(subj, subject) != 0)
                         continue;
                 if (c->nversions == FLS_CODEC_MAX_VERSIONS) {
-                        snprintf(errstr, errstr_size, "%s:%d: more than %d versions of %s",
-                                 path, lineno, FLS_CODEC_MAX_VERSIONS, subject);
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: more than %d versions of %s", path, lineno,
+                                 FLS_CODEC_MAX_VERSIONS, subject);
                         fclose(fp);
                         return -1;
                 }
-                if (load_schema(dir, file, &c->versions[c->nversions].schema, errstr,
-                                errstr_size)) {
+                if (load_schema(dir, file, &c->versions[c->nversions].schema,
+                                &c->versions[c->nversions].json, errstr, errstr_size)) {
                         fclose(fp);
                         return -1;
                 }
@@ -145,11 +153,285 @@ static int load_registry(fls_codec_t *c, const char *dir, const char *subject,
         return 0;
 }
 
+/* ---- field defaults (schema evolution) -------------------------------------- */
+
+/* Just enough JSON to find a field's "default" in an .avsc text that Avro C has
+ * already parsed (so it is well-formed). */
+static const char *js_ws(const char *p)
+{
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+                p++;
+        return p;
+}
+
+static const char *js_skip(const char *p)
+{
+        int depth = 0;
+
+        p = js_ws(p);
+        do {
+                if (*p == '"') {
+                        for (p++; *p && *p != '"'; p++)
+                                if (*p == '\\' && p[1])
+                                        p++;
+                        if (*p)
+                                p++;
+                } else if (*p == '{' || *p == '[') {
+                        depth++, p++;
+                } else if (*p == '}' || *p == ']') {
+                        depth--, p++;
+                } else if (depth > 0) {
+                        p++;
+                } else {
+                        while (*p && !strchr(",}] \t\r\n", *p))
+                                p++;
+                }
+        } while (*p && depth > 0);
+        return js_ws(p);
+}
+
+/* Decodes the JSON string at p (ASCII escapes only); -1 when it is none. */
+static int js_str(const char *p, char *out, size_t size, size_t *lenp)
+{
+        size_t n = 0;
+
+        p = js_ws(p);
+        if (*p++ != '"')
+                return -1;
+        for (; *p && *p != '"'; p++) {
+                char ch = *p;
+                if (ch == '\\') {
+                        unsigned cp;
+                        switch (*++p) {
+                        case '"':
+                        case '\\':
+                        case '/':
+                                ch = *p;
+                                break;
+                        case 'n':
+                                ch = '\n';
+                                break;
+                        case 't':
+                                ch = '\t';
+                                break;
+                        case 'r':
+                                ch = '\r';
+                                break;
+                        case 'u':
+                                if (sscanf(p + 1, "%4x", &cp) != 1 || cp >= 0x80)
+                                        return -1;
+                                ch = (char)cp;
+                                p += 4;
+                                break;
+                        default:
+                                return -1;
+                        }
+                }
+                if (n + 1 >= size)
+                        return -1;
+                out[n++] = ch;
+        }
+        out[n] = '\0';
+        *lenp = n;
+        return *p == '"' ? 0 : -1;
+}
+
+/* The value of key in the object at p, NULL when absent. */
+static const char *js_get(const char *p, const char *key)
+{
+        char name[256];
+        size_t n;
+
+        p = js_ws(p);
+        if (*p != '{')
+                return NULL;
+        p = js_ws(p + 1);
+        while (*p == '"') {
+                int match =
+                    js_str(p, name, sizeof(name), &n) == 0 && strcmp(name, key) == 0;
+                p = js_ws(js_skip(p));
+                if (*p++ != ':')
+                        return NULL;
+                if (match)
+                        return js_ws(p);
+                p = js_skip(p);
+                if (*p == ',')
+                        p = js_ws(p + 1);
+        }
+        return NULL;
+}
+
+/* The default of the top-level record field named field, NULL when it has none. */
+static const char *js_field_default(const char *json, const char *field)
+{
+        const char *p = js_get(json, "fields");
+        char name[256];
+        size_t n;
+
+        if (!p || *p != '[')
+                return NULL;
+        for (p = js_ws(p + 1); *p == '{'; p = js_ws(p + 1)) {
+                const char *nm = js_get(p, "name");
+                if (nm && js_str(nm, name, sizeof(name), &n) == 0 &&
+                    strcmp(name, field) == 0)
+                        return js_get(p, "default");
+                p = js_skip(p);
+                if (*p != ',')
+                        break;
+        }
+        return NULL;
+}
+
+static int put(uint8_t *buf, size_t *n, size_t size, const void *p, size_t len)
+{
+        if (*n + len > size)
+                return -1;
+        memcpy(buf + *n, p, len);
+        *n += len;
+        return 0;
+}
+
+static int put_varint(uint8_t *buf, size_t *n, size_t size, int64_t v)
+{
+        uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+        uint8_t b;
+
+        while (z >= 0x80) {
+                b = (uint8_t)(z | 0x80);
+                if (put(buf, n, size, &b, 1))
+                        return -1;
+                z >>= 7;
+        }
+        b = (uint8_t)z;
+        return put(buf, n, size, &b, 1);
+}
+
+/* Appends the Avro binary encoding of the JSON default d of schema s. */
+static int encode_default(avro_schema_t s, const char *d, uint8_t *buf, size_t *n,
+                          size_t size)
+{
+        char text[1024];
+        size_t len;
+
+        switch (avro_typeof(s)) {
+        case AVRO_NULL:
+                return strncmp(d, "null", 4) ? -1 : 0;
+        case AVRO_BOOLEAN: {
+                uint8_t b = strncmp(d, "true", 4) == 0;
+                if (!b && strncmp(d, "false", 5))
+                        return -1;
+                return put(buf, n, size, &b, 1);
+        }
+        case AVRO_INT32:
+        case AVRO_INT64:
+                return put_varint(buf, n, size, strtoll(d, NULL, 10));
+        case AVRO_FLOAT: {
+                float f = strtof(d, NULL);
+                uint32_t u;
+                uint8_t le[4];
+                memcpy(&u, &f, 4);
+                for (int i = 0; i < 4; i++)
+                        le[i] = (uint8_t)(u >> (8 * i));
+                return put(buf, n, size, le, 4);
+        }
+        case AVRO_DOUBLE: {
+                double f = strtod(d, NULL);
+                uint64_t u;
+                uint8_t le[8];
+                memcpy(&u, &f, 8);
+                for (int i = 0; i < 8; i++)
+                        le[i] = (uint8_t)(u >> (8 * i));
+                return put(buf, n, size, le, 8);
+        }
+        case AVRO_STRING:
+        case AVRO_BYTES:
+                if (js_str(d, text, sizeof(text), &len) ||
+                    put_varint(buf, n, size, (int64_t)len))
+                        return -1;
+                return put(buf, n, size, text, len);
+        case AVRO_ENUM: {
+                int i;
+                if (js_str(d, text, sizeof(text), &len))
+                        return -1;
+                i = avro_schema_enum_get_by_name(s, text);
+                return i < 0 ? -1 : put_varint(buf, n, size, i);
+        }
+        case AVRO_UNION: /* the default is of the first branch */
+                if (put_varint(buf, n, size, 0))
+                        return -1;
+                return encode_default(avro_schema_union_branch(s, 0), d, buf, n, size);
+        case AVRO_ARRAY:
+        case AVRO_MAP: /* empty only */
+                if (js_ws(d + 1)[0] != (avro_typeof(s) == AVRO_ARRAY ? ']' : '}'))
+                        return -1;
+                return put_varint(buf, n, size, 0);
+        case AVRO_LINK:
+                return encode_default(avro_schema_link_target(s), d, buf, n, size);
+        default:
+                return -1;
+        }
+}
+
+/* The schema the resolver reads a version with: the writer's, plus the reader fields
+ * it lacks (their defaults go to v->trailer). */
+static avro_schema_t writer_plus(struct version *v, avro_schema_t reader,
+                                 const char *reader_json, char *errstr,
+                                 size_t errstr_size)
+{
+        uint8_t buf[4096];
+        size_t n = 0, nf = avro_schema_record_size(reader), missing = 0;
+        avro_schema_t w = v->schema, wp;
+
+        if (!is_avro_record(w))
+                return avro_schema_incref(w);
+        for (size_t f = 0; f < nf; f++)
+                missing += avro_schema_record_field_get_index(
+                               w, avro_schema_record_field_name(reader, (int)f)) < 0;
+        if (!missing)
+                return avro_schema_incref(w);
+        wp = avro_schema_record(avro_schema_name(w), avro_schema_namespace(w));
+        if (!wp) {
+                snprintf(errstr, errstr_size, "%s", avro_strerror());
+                return NULL;
+        }
+        for (size_t f = 0; f < avro_schema_record_size(w); f++)
+                avro_schema_record_field_append(
+                    wp, avro_schema_record_field_name(w, (int)f),
+                    avro_schema_record_field_get_by_index(w, (int)f));
+        for (size_t f = 0; f < nf; f++) {
+                const char *name = avro_schema_record_field_name(reader, (int)f);
+                avro_schema_t fs = avro_schema_record_field_get_by_index(reader, (int)f);
+                const char *d;
+                if (avro_schema_record_field_get_index(w, name) >= 0)
+                        continue;
+                d = js_field_default(reader_json, name);
+                if (!d || encode_default(fs, d, buf, &n, sizeof(buf))) {
+                        snprintf(
+                            errstr, errstr_size,
+                            "schema id %d lacks field %s, which has no usable default",
+                            v->id, name);
+                        avro_schema_decref(wp);
+                        return NULL;
+                }
+                avro_schema_record_field_append(wp, name, fs);
+        }
+        v->trailer = malloc(n ? n : 1);
+        if (!v->trailer) {
+                snprintf(errstr, errstr_size, "out of memory");
+                avro_schema_decref(wp);
+                return NULL;
+        }
+        memcpy(v->trailer, buf, n);
+        v->trailer_len = n;
+        return wp;
+}
+
 fls_codec_t *fls_codec_new(const char *schema_dir, const char *subject, int reader_id,
                            size_t max_bytes, char *errstr, size_t errstr_size)
 {
         fls_codec_t *c = calloc(1, sizeof(*c));
         struct version *rv = NULL;
+        size_t trailer_max = 0;
         int i;
 
         if (!c) {
@@ -172,7 +454,8 @@ fls_codec_t *fls_codec_new(const char *schema_dir, const char *subject, int read
         c->reader_id = rv->id;
         c->reader = avro_schema_incref(rv->schema);
         if (!is_avro_record(c->reader)) {
-                snprintf(errstr, errstr_size, "%s: reader schema is not a record", subject);
+                snprintf(errstr, errstr_size, "%s: reader schema is not a record",
+                         subject);
                 goto fail;
         }
         c->iface = avro_generic_class_from_schema(c->reader);
@@ -183,9 +466,16 @@ fls_codec_t *fls_codec_new(const char *schema_dir, const char *subject, int read
         }
         for (i = 0; i < c->nversions; i++) {
                 struct version *v = &c->versions[i];
+                avro_schema_t wp;
                 if (v == rv || avro_schema_equal(v->schema, c->reader))
                         continue;
-                v->resolver = avro_resolved_writer_new(v->schema, c->reader);
+                wp = writer_plus(v, c->reader, rv->json, errstr, errstr_size);
+                if (!wp)
+                        goto fail;
+                if (v->trailer_len > trailer_max)
+                        trailer_max = v->trailer_len;
+                v->resolver = avro_resolved_writer_new(wp, c->reader);
+                avro_schema_decref(wp);
                 if (!v->resolver) {
                         snprintf(errstr, errstr_size,
                                  "%s: schema id %d cannot be read as id %d: %s", subject,
@@ -204,7 +494,9 @@ fls_codec_t *fls_codec_new(const char *schema_dir, const char *subject, int read
         c->obuf_size = 1024;
         c->obuf = malloc(c->obuf_size);
         c->wr = avro_writer_memory(c->obuf, (int64_t)c->obuf_size);
-        if (!c->rd || !c->obuf || !c->wr) {
+        if (trailer_max)
+                c->scratch = malloc(max_bytes + trailer_max);
+        if (!c->rd || !c->obuf || !c->wr || (trailer_max && !c->scratch)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -227,6 +519,8 @@ void fls_codec_destroy(fls_codec_t *c)
                         avro_value_iface_decref(v->resolver);
                 }
                 avro_schema_decref(v->schema);
+                free(v->json);
+                free(v->trailer);
         }
         if (c->iface) {
                 avro_value_decref(&c->value);
@@ -240,6 +534,7 @@ void fls_codec_destroy(fls_codec_t *c)
         if (c->wr)
                 avro_writer_free(c->wr);
         free(c->obuf);
+        free(c->scratch);
         free(c);
 }
 
@@ -265,7 +560,8 @@ struct walk {
 static int walk_fail(struct walk *w, fls_bad_t bad, const char *what)
 {
         w->bad = bad;
-        snprintf(w->detail, w->detail_size, "%s at byte %zu", what, (size_t)(w->p - w->start));
+        snprintf(w->detail, w->detail_size, "%s at byte %zu", what,
+                 (size_t)(w->p - w->start));
         return -1;
 }
 
@@ -397,7 +693,8 @@ static int walk_value(struct walk *w, avro_schema_t s, int depth)
                 return walk_value(w, avro_schema_union_branch(s, (int)n), depth + 1);
         case AVRO_RECORD:
                 for (size_t f = 0; f < avro_schema_record_size(s); f++) {
-                        if (walk_value(w, avro_schema_record_field_get_by_index(s, (int)f),
+                        if (walk_value(w,
+                                       avro_schema_record_field_get_by_index(s, (int)f),
                                        depth + 1))
                                 return -1;
                 }
@@ -412,7 +709,8 @@ static int walk_value(struct walk *w, avro_schema_t s, int depth)
                         if (n < 0) {
                                 int64_t bytes;
                                 if (n == INT64_MIN)
-                                        return walk_fail(w, FLS_BAD_AVRO, "bad block count");
+                                        return walk_fail(w, FLS_BAD_AVRO,
+                                                         "bad block count");
                                 n = -n;
                                 if (walk_len(w, &bytes))
                                         return -1;
@@ -421,15 +719,17 @@ static int walk_value(struct walk *w, avro_schema_t s, int depth)
                          * larger than the bytes left is corrupt, and Avro C would
                          * allocate for it. */
                         if (n > w->end - w->p + 1)
-                                return walk_fail(w, FLS_BAD_AVRO, "block count beyond the message");
+                                return walk_fail(w, FLS_BAD_AVRO,
+                                                 "block count beyond the message");
                         for (i = 0; i < n; i++) {
                                 if (avro_typeof(s) == AVRO_MAP) {
                                         int64_t klen;
                                         if (walk_len(w, &klen))
                                                 return -1;
                                         if (!utf8_valid(w->p, (size_t)klen))
-                                                return walk_fail(w, FLS_BAD_UTF8,
-                                                                 "map key is not valid UTF-8");
+                                                return walk_fail(
+                                                    w, FLS_BAD_UTF8,
+                                                    "map key is not valid UTF-8");
                                         w->p += klen;
                                 }
                                 if (walk_value(w,
@@ -481,8 +781,8 @@ fls_bad_t fls_codec_decode(fls_codec_t *c, const void *buf, size_t len,
                 }
         }
         if (!v) {
-                snprintf(detail, detail_size, "schema id %u is not a version of this topic",
-                         id);
+                snprintf(detail, detail_size,
+                         "schema id %u is not a version of this topic", id);
                 return FLS_BAD_SCHEMA_ID;
         }
         w.start = b;
@@ -498,8 +798,15 @@ fls_bad_t fls_codec_decode(fls_codec_t *c, const void *buf, size_t len,
                          (size_t)(w.end - w.p));
                 return FLS_BAD_AVRO;
         }
-        avro_reader_memory_set_source(c->rd, (const char *)b + FLS_CODEC_HDR,
-                                      (int64_t)(len - FLS_CODEC_HDR));
+        if (v->trailer_len) {
+                memcpy(c->scratch, b + FLS_CODEC_HDR, len - FLS_CODEC_HDR);
+                memcpy(c->scratch + len - FLS_CODEC_HDR, v->trailer, v->trailer_len);
+                avro_reader_memory_set_source(
+                    c->rd, c->scratch, (int64_t)(len - FLS_CODEC_HDR + v->trailer_len));
+        } else {
+                avro_reader_memory_set_source(c->rd, (const char *)b + FLS_CODEC_HDR,
+                                              (int64_t)(len - FLS_CODEC_HDR));
+        }
         if (avro_value_read(c->rd, v->resolver ? &v->resolved : &c->value)) {
                 snprintf(detail, detail_size, "avro: %s", avro_strerror());
                 return FLS_BAD_AVRO;

@@ -27,13 +27,13 @@ typedef enum {
 } fls_conf_type_t;
 
 typedef struct fls_conf_def {
-        const char *name;      /* "batch.max_messages"; NULL ends a table */
+        const char *name; /* "batch.max_messages"; NULL ends a table */
         fls_conf_type_t type;
-        const char *def;       /* default, as text; NULL only for STR meaning "" */
-        double min, max;       /* bounds for INT and DBL; ignored when min > max */
-        const char *help;      /* one sentence */
-        const char *scope;     /* subcommands that read it, space separated
-                                * ("consume broker"); NULL: all of them */
+        const char *def;   /* default, as text; NULL only for STR meaning "" */
+        double min, max;   /* bounds for INT and DBL; ignored when min > max */
+        const char *help;  /* one sentence */
+        const char *scope; /* subcommands that read it, space separated
+                            * ("consume broker"); NULL: all of them */
 } fls_conf_def_t;
 
 typedef struct fls_conf fls_conf_t;

@@ -67,9 +67,11 @@ rd_kafka_conf_t *fls_kafka_conf(const fls_conf_t *conf, fls_kafka_role_t role,
         for (int i = 0; defs[i][0]; i++)
                 if (set(kc, defs[i][0], defs[i][1], errstr, errstr_size))
                         goto fail;
-        if (role == FLS_KAFKA_CONSUMER && set(kc, "group.id", group_id, errstr, errstr_size))
+        if (role == FLS_KAFKA_CONSUMER &&
+            set(kc, "group.id", group_id, errstr, errstr_size))
                 goto fail;
-        if (fls_settings_bootstrap(conf, bootstrap, sizeof(bootstrap), errstr, errstr_size))
+        if (fls_settings_bootstrap(conf, bootstrap, sizeof(bootstrap), errstr,
+                                   errstr_size))
                 goto fail;
         if (*bootstrap && set(kc, "bootstrap.servers", bootstrap, errstr, errstr_size))
                 goto fail;
@@ -96,11 +98,10 @@ int fls_kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t
                                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                                 RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
                 else
-                        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                                RD_KAFKA_V_KEY(key, keylen),
-                                                RD_KAFKA_V_VALUE((void *)value, len),
-                                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                                RD_KAFKA_V_END);
+                        err = rd_kafka_producev(
+                            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                            RD_KAFKA_V_VALUE((void *)value, len),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
                 if (!err)
                         return 0;
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || waited >= timeout_ms) {

@@ -265,7 +265,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_assign(rk, NULL);
         }
         if (e) {
-                fls_log(FLS_LOG_ERROR, "runner", "rebalance: %s", rd_kafka_error_string(e));
+                fls_log(FLS_LOG_ERROR, "runner", "rebalance: %s",
+                        rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
         }
 }
@@ -546,7 +547,9 @@ static void update_lag(runner_t *r)
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
         (void)rk;
-        fls_log(level <= 3 ? FLS_LOG_ERROR : level <= 4 ? FLS_LOG_WARN : FLS_LOG_DEBUG,
+        fls_log(level <= 3   ? FLS_LOG_ERROR
+                : level <= 4 ? FLS_LOG_WARN
+                             : FLS_LOG_DEBUG,
                 "librdkafka", "%s: %s", fac, buf);
 }
 
@@ -613,8 +616,9 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                 snprintf(lbl, sizeof(lbl), "topic=\"%s\"", r->topic);
                 r->m_in = fls_metrics_counter(r->metrics, "flashstream_events_in_total",
                                               "Input messages consumed.", lbl);
-                r->m_late = fls_metrics_counter(r->metrics, "flashstream_late_events_total",
-                                                "Events too late for the windows.", lbl);
+                r->m_late =
+                    fls_metrics_counter(r->metrics, "flashstream_late_events_total",
+                                        "Events too late for the windows.", lbl);
                 r->m_stale = fls_metrics_counter(
                     r->metrics, "flashstream_stale_batches_total",
                     "Batches refused because Redis held other offsets.", lbl);
@@ -630,18 +634,18 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                 }
                 snprintf(lbl, sizeof(lbl), "topic=\"%s\"",
                          fls_conf_str(c, r->app->out_topic_key));
-                r->emit.out = fls_metrics_counter(r->metrics,
-                                                  "flashstream_decisions_out_total",
-                                                  "Decisions produced.", lbl);
+                r->emit.out =
+                    fls_metrics_counter(r->metrics, "flashstream_decisions_out_total",
+                                        "Decisions produced.", lbl);
                 snprintf(lbl, sizeof(lbl), "topic=\"%s\"", r->topic);
-                static const double lat[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
-                                             0.02,   0.05,  0.1,   0.25,  0.5, 1, 2.5};
+                static const double lat[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                             0.05,   0.1,   0.25,  0.5,   1,    2.5};
                 r->m_batch = fls_metrics_hist(r->metrics, "flashstream_batch_seconds",
-                                              "Time to process one micro-batch.", lbl, lat,
-                                              sizeof(lat) / sizeof(lat[0]));
-                r->m_redis = fls_metrics_hist(r->metrics, "flashstream_redis_seconds",
-                                              "Time of one batch's Redis round trip.", lbl,
+                                              "Time to process one micro-batch.", lbl,
                                               lat, sizeof(lat) / sizeof(lat[0]));
+                r->m_redis = fls_metrics_hist(r->metrics, "flashstream_redis_seconds",
+                                              "Time of one batch's Redis round trip.",
+                                              lbl, lat, sizeof(lat) / sizeof(lat[0]));
                 r->m_lag = fls_metrics_gauge(r->metrics, "flashstream_consumer_lag",
                                              "Messages behind the end of the assigned "
                                              "partitions.",
@@ -658,14 +662,14 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
         r->in = fls_codec_new(dir, r->app->in_subject, 0, maxb, errstr, errstr_size);
         if (!r->in)
                 return -1;
-        r->out = fls_codec_new(dir, r->app->out_subject, 0, 16 << 20, errstr, errstr_size);
+        r->out =
+            fls_codec_new(dir, r->app->out_subject, 0, 16 << 20, errstr, errstr_size);
         if (!r->out)
                 return -1;
-        r->store = fls_store_new(fls_conf_str(c, "redis.host"),
-                                 (int)fls_conf_int(c, "redis.port"),
-                                 (int)fls_conf_int(c, "redis.timeout_ms"),
-                                 fls_conf_str(c, "redis.prefix"), r->app->families,
-                                 r->lateness_ms, errstr, errstr_size);
+        r->store = fls_store_new(
+            fls_conf_str(c, "redis.host"), (int)fls_conf_int(c, "redis.port"),
+            (int)fls_conf_int(c, "redis.timeout_ms"), fls_conf_str(c, "redis.prefix"),
+            r->app->families, r->lateness_ms, errstr, errstr_size);
         if (!r->store)
                 return -1;
 

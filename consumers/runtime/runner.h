@@ -28,11 +28,11 @@ typedef struct fls_emit fls_emit_t;
 typedef struct fls_event {
         int32_t partition;
         int64_t offset;
-        int64_t ts;        /* event time, from the app's check() */
-        int late;          /* older than watermark - lateness: skip the windows */
-        int replay;        /* already applied: the batch is read-only */
-        uint64_t poll;     /* increases with every poll: per-poll state resets */
-        const char *key;   /* message key, not NUL-terminated */
+        int64_t ts;      /* event time, from the app's check() */
+        int late;        /* older than watermark - lateness: skip the windows */
+        int replay;      /* already applied: the batch is read-only */
+        uint64_t poll;   /* increases with every poll: per-poll state resets */
+        const char *key; /* message key, not NUL-terminated */
         size_t keylen;
 } fls_event_t;
 

@@ -9,22 +9,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ALL NULL
+#define ALL     NULL
 #define CONSUME "consume"
 
 const fls_conf_def_t fls_settings_conf[] = {
-    {"log.level", FLS_CONF_STR, "info", 1, 0, "Lowest level logged: debug, info, warn, error.",
-     ALL},
+    {"log.level", FLS_CONF_STR, "info", 1, 0,
+     "Lowest level logged: debug, info, warn, error.", ALL},
     {"bootstrap.file", FLS_CONF_STR, "", 1, 0,
      "File holding the 'bootstrap=HOST:PORT,...' line of `flashstream broker`; read when "
      "kafka.bootstrap.servers is not set.",
      ALL},
-    {"topic.clickstream", FLS_CONF_STR, "clickstream", 1, 0, "Input topic of click events.",
-     ALL},
-    {"topic.orders", FLS_CONF_STR, "orders", 1, 0, "Input topic of order and stock events.",
-     ALL},
-    {"topic.shipments", FLS_CONF_STR, "shipments", 1, 0, "Input topic of shipment events.",
-     ALL},
+    {"topic.clickstream", FLS_CONF_STR, "clickstream", 1, 0,
+     "Input topic of click events.", ALL},
+    {"topic.orders", FLS_CONF_STR, "orders", 1, 0,
+     "Input topic of order and stock events.", ALL},
+    {"topic.shipments", FLS_CONF_STR, "shipments", 1, 0,
+     "Input topic of shipment events.", ALL},
     {"topic.marketing_actions", FLS_CONF_STR, "marketing-actions", 1, 0,
      "Output topic of the clickstream consumer.", ALL},
     {"topic.restock_signals", FLS_CONF_STR, "restock-signals", 1, 0,
@@ -39,7 +39,8 @@ const fls_conf_def_t fls_settings_conf[] = {
      "Folder of the .avsc files and registry.txt (schema id to file).", ALL},
     {"redis.host", FLS_CONF_STR, "127.0.0.1", 1, 0, "Redis server host.",
      "consume features"},
-    {"redis.port", FLS_CONF_INT, "6379", 1, 65535, "Redis server port.", "consume features"},
+    {"redis.port", FLS_CONF_INT, "6379", 1, 65535, "Redis server port.",
+     "consume features"},
     {"redis.timeout_ms", FLS_CONF_INT, "2000", 10, 600000,
      "Connect and command timeout towards Redis.", "consume features"},
     {"redis.prefix", FLS_CONF_STR, "fs", 1, 0,

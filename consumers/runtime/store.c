@@ -213,8 +213,8 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 }
 
 fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const char *prefix,
-                           const fls_family_t *families, int64_t lateness_ms, char *errstr,
-                           size_t errstr_size)
+                           const fls_family_t *families, int64_t lateness_ms,
+                           char *errstr, size_t errstr_size)
 {
         fls_store_t *st = calloc(1, sizeof(*st));
         int n = 0;
@@ -332,8 +332,8 @@ int fls_store_key(const fls_store_t *st, const char *topic, int32_t partition,
         return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
-int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions, size_t n,
-                   fls_meta_t *out, char *errstr, size_t errstr_size)
+int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions,
+                   size_t n, fls_meta_t *out, char *errstr, size_t errstr_size)
 {
         char key[512];
         size_t i;
@@ -587,7 +587,8 @@ static int fam_key(fls_batch_t *b, int ent, int fam)
         return key_lookup(b, name, len, fam, ent);
 }
 
-void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts, int64_t delta)
+void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts,
+                      int64_t delta)
 {
         struct op *o;
         int k;
@@ -715,7 +716,8 @@ static void arg(fls_batch_t *b, const char *s, size_t len)
 }
 
 /* Formats a number into the b->num arena and returns its offset. */
-static size_t __attribute__((format(printf, 2, 3))) num(fls_batch_t *b, const char *fmt, ...)
+static size_t __attribute__((format(printf, 2, 3)))
+num(fls_batch_t *b, const char *fmt, ...)
 {
         va_list ap;
         int n;
@@ -848,7 +850,10 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
         b->argc = 0;
         for (size_t i = 0; i < nrefs; i++) {
                 struct argref *r = &(*refs)[i];
-                arg(b, r->arena == 0 ? b->text + r->off : r->arena == 1 ? b->num + r->off : r->s,
+                arg(b,
+                    r->arena == 0   ? b->text + r->off
+                    : r->arena == 1 ? b->num + r->off
+                                    : r->s,
                     r->len);
         }
         return redisAppendCommandArgv(b->st->rc, (int)b->argc, b->argv, b->argvlen);

@@ -50,15 +50,15 @@ typedef struct fls_meta {
  * slots = (window_ms + lateness_ms) / bucket_ms + 2. Connects at once: a store that
  * cannot reach Redis fails here so that start-up errors are seen early. */
 fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const char *prefix,
-                           const fls_family_t *families, int64_t lateness_ms, char *errstr,
-                           size_t errstr_size);
+                           const fls_family_t *families, int64_t lateness_ms,
+                           char *errstr, size_t errstr_size);
 void fls_store_destroy(fls_store_t *st);
 
 /* (Re)connects and loads the script if the store has no live connection. */
 int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size);
 /* Reads the meta of several partitions in one round trip. */
-int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions, size_t n,
-                   fls_meta_t *out, char *errstr, size_t errstr_size);
+int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions,
+                   size_t n, fls_meta_t *out, char *errstr, size_t errstr_size);
 int fls_store_family_slots(const fls_store_t *st, int fam);
 
 /* ---- batches ------------------------------------------------------------ */
@@ -77,7 +77,8 @@ void fls_batch_set(fls_batch_t *b, int ent, const char *field, const char *value
 void fls_batch_setmax(fls_batch_t *b, int ent, const char *field, int64_t value);
 void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s);
 /* Adds delta to feature `feat` of family `fam` in the bucket of ts. */
-void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts, int64_t delta);
+void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts,
+                      int64_t delta);
 /* Asks for the entity hash (fam < 0) or a family ring to come back after the apply;
  * returns a read index for fls_batch_reply. Repeated asks share one read. */
 int fls_batch_read(fls_batch_t *b, int ent, int fam);
