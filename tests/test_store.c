@@ -252,3 +252,69 @@ Test(store, survives_redis_restart)
         fls_batch_destroy(b);
         fls_store_destroy(st);
 }
+
+Test(store, deferred_writes_apply_unless_stale)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+        int e;
+
+        /* In a read-only batch (the idle "emitted" record) they still apply. */
+        fls_batch_begin(b, "t", 5, 1);
+        e = fls_batch_entity(b, "sig", 3);
+        fls_batch_defer(b, e, FLS_DEFER_SET, "state", 0, "HIGH");
+        fls_batch_defer(b, e, FLS_DEFER_INCR, "n", 2, NULL);
+        fls_batch_offsets(b, -1, -1, 3, 0, 0);
+        apply1(st, b);
+        {
+                char *v = fls_t_redis_cli(&env, "HGET 't:{t.5}:sig' state");
+                cr_assert(strncmp(v, "HIGH", 4) == 0, "state is '%s'", v);
+                free(v);
+        }
+        /* A stale batch applies none of them. */
+        fls_batch_begin(b, "t", 5, 0);
+        e = fls_batch_entity(b, "sig", 3);
+        fls_batch_defer(b, e, FLS_DEFER_SET, "state", 0, "LOW");
+        fls_batch_offsets(b, 99, 100, -1, 0, 0);
+        apply1(st, b);
+        cr_assert(fls_batch_stale(b));
+        {
+                char *v = fls_t_redis_cli(&env, "HMGET 't:{t.5}:sig' state n");
+                cr_assert(strncmp(v, "HIGH\n2", 6) == 0, "got '%s'", v);
+                free(v);
+        }
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+Test(store, claims_never_exceed_the_limit_and_replay_identically)
+{
+        fls_store_t *st = store();
+        fls_claims_t *c = fls_claims_new();
+        char err[256];
+        int64_t used;
+
+        fls_claims_add(c, "budget:x", "a", 4, 10);
+        fls_claims_add(c, "budget:x", "b", 4, 10);
+        fls_claims_add(c, "budget:x", "c", 4, 10);
+        fls_claims_add(c, "budget:x", "d", 2, 10);
+        cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(fls_claims_granted(c, 0), 4);
+        cr_assert_eq(fls_claims_granted(c, 1), 4);
+        cr_assert_eq(fls_claims_granted(c, 2), 0, "over the limit");
+        cr_assert_eq(fls_claims_granted(c, 3), 2);
+        cr_assert_eq(fls_claims_used(c, 3), 10);
+
+        /* A replay of the same decisions: same outcome, nothing spent again; "c"
+         * stays refused. */
+        fls_claims_reset(c);
+        fls_claims_add(c, "budget:x", "c", 4, 100);
+        fls_claims_add(c, "budget:x", "a", 4, 10);
+        cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(fls_claims_granted(c, 0), 0);
+        cr_assert_eq(fls_claims_granted(c, 1), 4);
+        cr_assert_eq(fls_store_counter(st, "budget:x", &used, err, sizeof(err)), 0);
+        cr_assert_eq(used, 10);
+        fls_claims_destroy(c);
+        fls_store_destroy(st);
+}

@@ -28,8 +28,16 @@
 
 #define MAX_BATCHES 4096
 
+struct post {
+        char *entity, *field, *s;
+        fls_defer_kind_t kind;
+        int64_t i;
+};
+
 struct part {
         int assigned;
+        struct post *posts; /* deferred writes of decisions, for the next script */
+        size_t nposts, posts_cap, attached;
         int64_t applied;   /* what Redis holds as "offset" (-1: nothing) */
         int64_t emitted;   /* outputs flushed up to here */
         int64_t e_stored;  /* "emitted" as last written to Redis */
@@ -38,6 +46,8 @@ struct part {
 };
 
 struct fls_emit {
+        struct runner *r;
+        fls_claims_t *claims;
         rd_kafka_t *producer;
         fls_codec_t *codec;
         const char *topic;
@@ -46,7 +56,7 @@ struct fls_emit {
         int timeout_ms;
 };
 
-typedef struct runner {
+struct runner {
         const fls_app_t *app;
         const fls_conf_t *conf;
         void *ctx;
@@ -74,7 +84,8 @@ typedef struct runner {
         fls_counter_t *m_in, *m_late, *m_bad[FLS_BAD__COUNT], *m_stale, *m_redis_err;
         fls_hist_t *m_batch, *m_redis;
         fls_gauge_t *m_lag;
-} runner_t;
+};
+typedef struct runner runner_t;
 
 static double now_s(void)
 {
@@ -108,7 +119,65 @@ static struct part *part_get(runner_t *r, int32_t p)
         return &r->parts[p];
 }
 
+static void posts_drop(struct part *p, size_t n)
+{
+        for (size_t k = 0; k < n && k < p->nposts; k++) {
+                free(p->posts[k].entity);
+                free(p->posts[k].field);
+                free(p->posts[k].s);
+        }
+        if (n >= p->nposts) {
+                p->nposts = 0;
+        } else {
+                memmove(p->posts, p->posts + n, (p->nposts - n) * sizeof(*p->posts));
+                p->nposts -= n;
+        }
+        p->attached = 0;
+}
+
+/* Queues the partition's pending deferred writes into b, its next script call. */
+static void posts_attach(struct part *p, fls_batch_t *b)
+{
+        for (size_t k = 0; k < p->nposts; k++) {
+                struct post *q = &p->posts[k];
+                int ent = fls_batch_entity(b, q->entity, strlen(q->entity));
+                fls_batch_defer(b, ent, q->kind, q->field, q->i, q->s);
+        }
+        p->attached = p->nposts;
+}
+
 /* ---- emit ---------------------------------------------------------------- */
+
+void fls_emit_defer(fls_emit_t *e, int32_t partition, const char *entity,
+                    fls_defer_kind_t kind, const char *field, int64_t i, const char *s)
+{
+        struct part *p = part_get(e->r, partition);
+        struct post *q;
+
+        if (!p)
+                abort();
+        if (p->nposts == p->posts_cap) {
+                size_t cap = p->posts_cap ? p->posts_cap * 2 : 64;
+                struct post *np = realloc(p->posts, cap * sizeof(*np));
+                if (!np)
+                        abort(); /* bounded by the decisions of one batch */
+                p->posts = np;
+                p->posts_cap = cap;
+        }
+        q = &p->posts[p->nposts++];
+        q->entity = strdup(entity);
+        q->field = strdup(field);
+        q->s = s ? strdup(s) : NULL;
+        q->kind = kind;
+        q->i = i;
+        if (!q->entity || !q->field || (s && !q->s))
+                abort();
+}
+
+fls_claims_t *fls_emit_claims(fls_emit_t *e)
+{
+        return e->claims;
+}
 
 avro_value_t *fls_emit_begin(fls_emit_t *e)
 {
@@ -138,6 +207,8 @@ int fls_emit_send(fls_emit_t *e, const char *key, size_t keylen, char *errstr,
 }
 
 /* ---- Redis with retry ------------------------------------------------------ */
+
+static void nap(runner_t *r, int ms);
 
 /* Sleeps up to ms, waking early on stop. */
 static void nap(runner_t *r, int ms)
@@ -172,6 +243,23 @@ static int apply_retry(runner_t *r, fls_batch_t **bs, size_t n)
         return 0;
 }
 
+int fls_emit_claims_run(fls_emit_t *e)
+{
+        runner_t *r = e->r;
+        char err[512];
+        int backoff = 50;
+
+        while (fls_claims_run(r->store, e->claims, 7 * 86400, err, sizeof(err))) {
+                fls_counter_add(r->m_redis_err, 1);
+                fls_log(FLS_LOG_WARN, "runner", "%s; retrying in %d ms", err, backoff);
+                nap(r, backoff);
+                if (*r->stop)
+                        return -1;
+                backoff = backoff * 2 > r->retry_max_ms ? r->retry_max_ms : backoff * 2;
+        }
+        return 0;
+}
+
 static int meta_retry(runner_t *r, const int32_t *ps, size_t n, fls_meta_t *out)
 {
         char err[512];
@@ -188,6 +276,8 @@ static int meta_retry(runner_t *r, const int32_t *ps, size_t n, fls_meta_t *out)
 }
 
 /* ---- rebalance ------------------------------------------------------------- */
+
+static void record_emitted(runner_t *r);
 
 /* Loads the stored state of newly assigned partitions and starts each one after the
  * last offset whose outputs were flushed; without state, at the committed offset. */
@@ -250,12 +340,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_assign(rk, parts);
         } else {
                 /* Batches are processed synchronously, so by now every output of the
-                 * revoked partitions is flushed and their offsets stored. */
+                 * revoked partitions is flushed and their offsets stored; what is
+                 * recorded in Redis now is where the next owner starts. */
+                record_emitted(r);
                 rd_kafka_commit(rk, NULL, 0);
                 for (int i = 0; i < parts->cnt; i++) {
                         struct part *p = part_get(r, parts->elems[i].partition);
-                        if (p)
+                        if (p) {
                                 p->assigned = 0;
+                                posts_drop(p, p->nposts);
+                        }
                         fls_log(FLS_LOG_INFO, "runner", "revoked %s [%d]", r->topic,
                                 (int)parts->elems[i].partition);
                 }
@@ -422,6 +516,8 @@ static void process(runner_t *r, size_t n)
                                         return;
                                 }
                                 fls_batch_begin(b, r->topic, pn, ev.replay);
+                                if (ro == -1)
+                                        posts_attach(p, b);
                                 bs[nb] = b;
                                 bpart[nb] = pn;
                                 bro[nb] = ev.replay;
@@ -465,11 +561,15 @@ static void process(runner_t *r, size_t n)
                                 "wrote; reloading them",
                                 r->topic, (int)bpart[k]);
                         p->reseek = 1;
+                        posts_drop(p, p->nposts);
                         continue;
                 }
+                if (p->attached)
+                        posts_drop(p, p->attached);
                 if (!bro[k])
                         p->applied = blast[k];
                 p->e_stored = p->emitted;
+                fls_claims_reset(r->emit.claims);
                 if (r->app->decide(r->ctx, bs[k], &r->emit, err, sizeof(err))) {
                         fls_log(FLS_LOG_ERROR, "runner", "%s: %s", r->app->name, err);
                         r->fatal = 1;
@@ -508,19 +608,26 @@ static void record_emitted(runner_t *r)
 
         for (int i = 0; i < r->nparts && nb < MAX_BATCHES; i++) {
                 struct part *p = &r->parts[i];
-                if (!p->assigned || p->reseek || p->emitted <= p->e_stored)
+                if (!p->assigned || p->reseek ||
+                    (p->emitted <= p->e_stored && p->nposts == 0))
                         continue;
                 bs[nb] = batch_at(r, nb);
                 if (!bs[nb])
                         return;
                 fls_batch_begin(bs[nb], r->topic, i, 1);
+                posts_attach(p, bs[nb]);
                 fls_batch_offsets(bs[nb], -1, -1, p->emitted, 0, 0);
                 nb++;
         }
         if (nb && apply_retry(r, bs, nb) == 0) {
-                for (int i = 0; i < r->nparts; i++)
-                        if (r->parts[i].assigned)
-                                r->parts[i].e_stored = r->parts[i].emitted;
+                for (int i = 0; i < r->nparts; i++) {
+                        struct part *p = &r->parts[i];
+                        if (!p->assigned)
+                                continue;
+                        p->e_stored = p->emitted;
+                        if (p->attached)
+                                posts_drop(p, p->attached);
+                }
         }
 }
 
@@ -694,6 +801,12 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                 snprintf(errstr, errstr_size, "producer: %s", err);
                 return -1;
         }
+        r->emit.r = r;
+        r->emit.claims = fls_claims_new();
+        if (!r->emit.claims) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
         r->emit.producer = r->producer;
         r->emit.codec = r->out;
         r->emit.topic = fls_conf_str(c, r->app->out_topic_key);
@@ -759,6 +872,11 @@ static void teardown(runner_t *r)
         fls_codec_destroy(r->in);
         fls_codec_destroy(r->out);
         fls_metrics_destroy(r->metrics);
+        for (int i = 0; i < r->nparts; i++) {
+                posts_drop(&r->parts[i], r->parts[i].nposts);
+                free(r->parts[i].posts);
+        }
+        fls_claims_destroy(r->emit.claims);
         free(r->parts);
         free(r->msgs);
         free(r->order);

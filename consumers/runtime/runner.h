@@ -79,6 +79,19 @@ void fls_emit_id(const fls_emit_t *e, int32_t partition, int64_t offset, const c
 int fls_emit_send(fls_emit_t *e, const char *key, size_t keylen, char *errstr,
                   size_t errstr_size);
 
+/* A write to the partition's state that a decision makes (a user's last action, a
+ * signal's state): applied with the partition's next script call, atomically with the
+ * mark that this batch's outputs were flushed (see fls_batch_defer). Strings are
+ * copied. */
+void fls_emit_defer(fls_emit_t *e, int32_t partition, const char *entity,
+                    fls_defer_kind_t kind, const char *field, int64_t i, const char *s);
+/* Claims on global counters for this batch's decisions: queue them on
+ * fls_emit_claims(), run them with fls_emit_claims_run() (one round trip, retried
+ * while Redis is down; -1 only when the process is stopping), then read the results.
+ * The runner resets the claims before every decide(). */
+fls_claims_t *fls_emit_claims(fls_emit_t *e);
+int fls_emit_claims_run(fls_emit_t *e);
+
 /* Runs the app until SIGINT/SIGTERM (or *stop becomes non-zero); returns the exit
  * status: 0 after a clean shutdown, 1 after a fatal error (logged). */
 int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *stop);

@@ -30,6 +30,8 @@
  *   M key field value                  HSET if greater than the stored number
  *   E key ttl                          EXPIRE
  *   R key                              read back (HGETALL after all writes)
+ * The same ops in lower case (i f s m e) are deferred writes of earlier decisions:
+ * they apply whenever the batch is not stale, read-only or not, before the rest.
  * "expected" is the offset the caller believes is stored: any other stored value
  * means another instance wrote since (fencing) or Redis lost its last writes, and the
  * batch is refused as stale. Returns {stale, applied offset, overwritten, hashes...}. */
@@ -56,6 +58,9 @@ static const char apply_lua[] =
     "while i <= n do\n"
     "  local op = ARGV[i]\n"
     "  local key = KEYS[tonumber(ARGV[i + 1])]\n"
+    "  local write = write\n"
+    "  local up = string.upper(op)\n"
+    "  if up ~= op then write = stale == 0; op = up end\n"
     "  if op == 'W' then\n"
     "    if write then\n"
     "      local slot = ARGV[i + 3]\n"
@@ -129,6 +134,7 @@ struct op {
         double d;          /* OP_INCRF */
         size_t sval, slen; /* OP_SET: offset/length in b->text */
         size_t seq;        /* order of the call, for "last write wins" */
+        int post;          /* deferred write of an earlier decision */
 };
 
 struct key {
@@ -578,6 +584,20 @@ void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s)
         op_add(b, OP_EXPIRE, ent)->i = ttl_s;
 }
 
+void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char *field,
+                     int64_t i, const char *s)
+{
+        static const int kinds[] = {OP_SET, OP_INCR, OP_MAX, OP_EXPIRE};
+        struct op *o = op_add(b, kinds[kind], ent);
+        o->post = 1;
+        o->field = field;
+        o->i = i;
+        if (kind == FLS_DEFER_SET) {
+                o->sval = text_add(b, s, strlen(s));
+                o->slen = strlen(s);
+        }
+}
+
 static int fam_key(fls_batch_t *b, int ent, int fam)
 {
         char name[512];
@@ -635,6 +655,9 @@ static int op_cmp(const void *pa, const void *pb)
 {
         const struct op *a = pa, *b = pb;
         int c;
+        /* Deferred writes first: they come from decisions on earlier events. */
+        if (a->post != b->post)
+                return a->post ? -1 : 1;
         if (a->key != b->key)
                 return a->key < b->key ? -1 : 1;
         if (a->kind != b->kind)
@@ -652,7 +675,7 @@ static int op_cmp(const void *pa, const void *pb)
 
 static int same_target(const struct op *a, const struct op *b)
 {
-        if (a->key != b->key || a->kind != b->kind)
+        if (a->key != b->key || a->kind != b->kind || a->post != b->post)
                 return 0;
         if (a->kind == OP_WIN)
                 return a->feat == b->feat && a->bucket == b->bucket;
@@ -794,25 +817,26 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         break;
                 case OP_INCR:
                 case OP_MAX:
-                        STR(o->kind == OP_INCR ? "I" : "M");
+                        STR(o->kind == OP_INCR ? (o->post ? "i" : "I")
+                                               : (o->post ? "m" : "M"));
                         NUM("%d", o->key + 2);
                         STR(o->field);
                         NUM("%" PRId64, o->i);
                         break;
                 case OP_INCRF:
-                        STR("F");
+                        STR(o->post ? "f" : "F");
                         NUM("%d", o->key + 2);
                         STR(o->field);
                         NUM("%.17g", o->d);
                         break;
                 case OP_SET:
-                        STR("S");
+                        STR(o->post ? "s" : "S");
                         NUM("%d", o->key + 2);
                         STR(o->field);
                         REF(0, o->sval, o->slen, NULL);
                         break;
                 case OP_EXPIRE:
-                        STR("E");
+                        STR(o->post ? "e" : "E");
                         NUM("%d", o->key + 2);
                         NUM("%" PRId64, o->i);
                         break;
@@ -1018,5 +1042,167 @@ int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
         st->hview.fields = st->hptrs;
         st->hview.values = st->hptrs + n;
         *out = &st->hview;
+        return 0;
+}
+
+/* ---- claims ------------------------------------------------------------------- */
+
+static const char claim_lua[] =
+    "local g = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')\n"
+    "if g then return {tonumber(g), used} end\n"
+    "local amount = tonumber(ARGV[2])\n"
+    "if used + amount <= tonumber(ARGV[3]) then\n"
+    "  used = redis.call('HINCRBY', KEYS[1], 'used', amount)\n"
+    "  g = amount\n"
+    "else\n"
+    "  g = 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], g)\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+    "return {g, used}\n";
+
+struct claim {
+        char *counter, *id;
+        int64_t amount, limit, granted, used;
+};
+
+struct fls_claims {
+        struct claim *v;
+        size_t n, cap;
+        char sha[41];
+        redisContext *loaded_on; /* the connection the script was loaded on */
+};
+
+fls_claims_t *fls_claims_new(void)
+{
+        return calloc(1, sizeof(fls_claims_t));
+}
+
+void fls_claims_reset(fls_claims_t *c)
+{
+        for (size_t i = 0; i < c->n; i++) {
+                free(c->v[i].counter);
+                free(c->v[i].id);
+        }
+        c->n = 0;
+}
+
+void fls_claims_destroy(fls_claims_t *c)
+{
+        if (!c)
+                return;
+        fls_claims_reset(c);
+        free(c->v);
+        free(c);
+}
+
+int fls_claims_add(fls_claims_t *c, const char *counter, const char *id, int64_t amount,
+                   int64_t limit)
+{
+        struct claim *cl;
+
+        c->v = grow(c->v, &c->cap, c->n + 1, sizeof(*c->v));
+        cl = &c->v[c->n];
+        cl->counter = strdup(counter);
+        cl->id = strdup(id);
+        if (!cl->counter || !cl->id)
+                abort();
+        cl->amount = amount;
+        cl->limit = limit;
+        cl->granted = cl->used = 0;
+        return (int)c->n++;
+}
+
+size_t fls_claims_count(const fls_claims_t *c)
+{
+        return c->n;
+}
+
+int64_t fls_claims_granted(const fls_claims_t *c, int idx)
+{
+        return c->v[idx].granted;
+}
+
+int64_t fls_claims_used(const fls_claims_t *c, int idx)
+{
+        return c->v[idx].used;
+}
+
+int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *errstr,
+                   size_t errstr_size)
+{
+        size_t i;
+
+        if (c->n == 0)
+                return 0;
+        if (fls_store_connect(st, errstr, errstr_size))
+                return -1;
+        if (c->loaded_on != st->rc) {
+                redisReply *r = redisCommand(st->rc, "SCRIPT LOAD %s", claim_lua);
+                if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+                        snprintf(errstr, errstr_size, "redis: SCRIPT LOAD claims: %s",
+                                 r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                                   : st->rc->errstr);
+                        if (r)
+                                freeReplyObject(r);
+                        drop(st);
+                        return -1;
+                }
+                memcpy(c->sha, r->str, 41);
+                c->sha[40] = '\0';
+                freeReplyObject(r);
+                c->loaded_on = st->rc;
+        }
+        for (i = 0; i < c->n; i++) {
+                struct claim *cl = &c->v[i];
+                char k1[512], k2[520];
+                snprintf(k1, sizeof(k1), "%s:{%s}", st->prefix, cl->counter);
+                snprintf(k2, sizeof(k2), "%s:ids", k1);
+                redisAppendCommand(st->rc, "EVALSHA %s 2 %s %s %s %lld %lld %lld", c->sha,
+                                   k1, k2, cl->id, (long long)cl->amount,
+                                   (long long)cl->limit, (long long)ids_ttl_s);
+        }
+        for (i = 0; i < c->n; i++) {
+                redisReply *r = NULL;
+                if (redisGetReply(st->rc, (void **)&r) != REDIS_OK || !r ||
+                    r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                        snprintf(errstr, errstr_size, "redis: claim: %s",
+                                 r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                                   : st->rc->errstr);
+                        if (r)
+                                freeReplyObject(r);
+                        drop(st);
+                        c->loaded_on = NULL;
+                        return -1;
+                }
+                c->v[i].granted = r->element[0]->integer;
+                c->v[i].used = r->element[1]->integer;
+                freeReplyObject(r);
+        }
+        return 0;
+}
+
+int fls_store_counter(fls_store_t *st, const char *counter, int64_t *used, char *errstr,
+                      size_t errstr_size)
+{
+        char key[512];
+        redisReply *r;
+
+        if (fls_store_connect(st, errstr, errstr_size))
+                return -1;
+        snprintf(key, sizeof(key), "%s:{%s}", st->prefix, counter);
+        r = redisCommand(st->rc, "HGET %s used", key);
+        if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+                snprintf(errstr, errstr_size, "redis: HGET %s: %s", key,
+                         r && r->type == REDIS_REPLY_ERROR ? r->str : st->rc->errstr);
+                if (r)
+                        freeReplyObject(r);
+                else
+                        drop(st);
+                return -1;
+        }
+        *used = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        freeReplyObject(r);
         return 0;
 }

@@ -76,6 +76,19 @@ void fls_batch_set(fls_batch_t *b, int ent, const char *field, const char *value
                    size_t len);
 void fls_batch_setmax(fls_batch_t *b, int ent, const char *field, int64_t value);
 void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s);
+/* Deferred writes: what a decision changes in the partition's state (a signal's
+ * state, a user's last action). The runner queues them into the partition's next
+ * script call, so they become durable together with the "emitted" mark of the batch
+ * that decided them, and a replay of that batch decides again from the same state.
+ * They apply in read-only batches too. field and s must live until the apply. */
+typedef enum {
+        FLS_DEFER_SET,
+        FLS_DEFER_INCR,
+        FLS_DEFER_MAX,
+        FLS_DEFER_EXPIRE
+} fls_defer_kind_t;
+void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char *field,
+                     int64_t i, const char *s);
 /* Adds delta to feature `feat` of family `fam` in the bucket of ts. */
 void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts,
                       int64_t delta);
@@ -120,3 +133,32 @@ int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
                       char *errstr, size_t errstr_size);
 
 #endif
+
+/* ---- claims on global counters ------------------------------------------------
+ * A few counters are global rather than per partition (a campaign's coupon budget, a
+ * region's express capacity this hour). Each is one Redis key with its own hash tag,
+ * changed by a script that claims an amount under a limit, idempotently by claim id:
+ * an id granted once is granted again with the same amount, an id refused once stays
+ * refused, so a replayed decision can neither spend twice nor change its outcome.
+ *   <prefix>:{<counter>}       used
+ *   <prefix>:{<counter>}:ids   claim id -> amount granted (0: refused), with a TTL
+ * All claims of a batch go out in one pipelined round trip. */
+typedef struct fls_claims fls_claims_t;
+
+fls_claims_t *fls_claims_new(void);
+void fls_claims_destroy(fls_claims_t *c);
+void fls_claims_reset(fls_claims_t *c);
+/* Queues a claim; returns its index. Strings are copied. */
+int fls_claims_add(fls_claims_t *c, const char *counter, const char *id, int64_t amount,
+                   int64_t limit);
+/* Runs the queued claims (one round trip); on a Redis error the connection is dropped
+ * and -1 returned: the same claims can be run again. */
+int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *errstr,
+                   size_t errstr_size);
+size_t fls_claims_count(const fls_claims_t *c);
+int64_t fls_claims_granted(const fls_claims_t *c, int idx);
+/* The counter's value after the claim (spent so far), e.g. for budget pacing. */
+int64_t fls_claims_used(const fls_claims_t *c, int idx);
+/* Reads a counter's current value without claiming (0 when absent). */
+int fls_store_counter(fls_store_t *st, const char *counter, int64_t *used, char *errstr,
+                      size_t errstr_size);
