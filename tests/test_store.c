@@ -17,6 +17,7 @@ static fls_tenv_t env;
 static const char *const feats[] = {"a", "b", NULL};
 static const fls_family_t fams[] = {
     {"w", 1000, 10000, feats, 0},
+    {"seq", 0, 3, NULL, 0},
     {NULL, 0, 0, NULL, 0},
 };
 #define LATENESS 3000
@@ -316,5 +317,58 @@ Test(store, claims_never_exceed_the_limit_and_replay_identically)
         cr_assert_eq(fls_store_counter(st, "budget:x", &used, err, sizeof(err)), 0);
         cr_assert_eq(used, 10);
         fls_claims_destroy(c);
+        fls_store_destroy(st);
+}
+
+Test(store, lists_keep_the_last_items_in_order)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+        const fls_hash_t *h;
+        int e, r;
+
+        fls_batch_begin(b, "t", 6, 0);
+        e = fls_batch_entity(b, "u", 1);
+        fls_batch_push(b, e, 1, "a", 1);
+        fls_batch_push(b, e, 1, "b", 1);
+        fls_batch_incr(b, e, "n", 1);
+        fls_batch_push(b, e, 1, "c", 1);
+        fls_batch_push(b, e, 1, "d", 1);
+        r = fls_batch_read(b, e, 1);
+        fls_batch_offsets(b, -1, 0, -1, 0, 0);
+        apply1(st, b);
+        h = fls_batch_reply(b, r);
+        cr_assert_eq(h->n, 3);
+        cr_assert_str_eq(h->fields[0], "b");
+        cr_assert_str_eq(h->fields[1], "c");
+        cr_assert_str_eq(h->fields[2], "d");
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+Test(store, stock_never_negative_and_gives_back_what_was_taken)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+        int e, r;
+
+        fls_batch_begin(b, "t", 7, 0);
+        e = fls_batch_entity(b, "sw:s1:w1", 8);
+        fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o1", 2, 3, "oversold");
+        fls_batch_stock(b, e, FLS_STOCK_ADD, "on_hand", "r1", 2, 5, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o2", 2, 4, "oversold");
+        fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o3", 2, 2, "oversold");
+        fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o2", 2, 4, "oversold");
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o1", 2, 0, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 0, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 0, NULL);
+        r = fls_batch_read(b, e, -1);
+        fls_batch_offsets(b, -1, 0, -1, 0, 0);
+        apply1(st, b);
+        /* o1 oversold (0 on hand), +5, o2 takes 4 (1 left), o3 oversold, o2 again
+         * ignored, o1 gives back nothing, o2 gives back 4 once: 5 on hand. */
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "on_hand", -1), 5);
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "oversold", -1), 5);
+        fls_batch_destroy(b);
         fls_store_destroy(st);
 }

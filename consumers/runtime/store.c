@@ -29,7 +29,15 @@
  *   S key field value                  HSET
  *   M key field value                  HSET if greater than the stored number
  *   E key ttl                          EXPIRE
+ *   L key cap value                    RPUSH to a list, keep the last cap items
+ *   K key add|take|give field ledger-key ref amount overflow ttl
+ *                                      stock-like counter that never goes negative:
+ *                                      take moves amount out if available, else adds
+ *                                      it to overflow; the ledger hash remembers what
+ *                                      each ref took, so give returns exactly that,
+ *                                      once, and a ref is taken only once
  *   R key                              read back (HGETALL after all writes)
+ *   Q key                              read back a list (LRANGE)
  * The same ops in lower case (i f s m e) are deferred writes of earlier decisions:
  * they apply whenever the batch is not stale, read-only or not, before the rest.
  * "expected" is the offset the caller believes is stored: any other stored value
@@ -53,6 +61,7 @@ static const char apply_lua[] =
     "  fams[f] = names\n"
     "end\n"
     "local reads = {}\n"
+    "local lists = {}\n"
     "local over = 0\n"
     "local n = #ARGV\n"
     "while i <= n do\n"
@@ -102,8 +111,43 @@ static const char apply_lua[] =
     "  elseif op == 'E' then\n"
     "    if write then redis.call('EXPIRE', key, ARGV[i + 2]) end\n"
     "    i = i + 3\n"
-    "  elseif op == 'R' then\n"
+    "  elseif op == 'K' then\n"
+    "    if write then\n"
+    "      local field, ref = ARGV[i + 3], ARGV[i + 5]\n"
+    "      local ledger = KEYS[tonumber(ARGV[i + 4])]\n"
+    "      local amt = tonumber(ARGV[i + 6])\n"
+    "      if ARGV[i + 2] == 'add' then\n"
+    "        redis.call('HINCRBY', key, field, amt)\n"
+    "      elseif ARGV[i + 2] == 'take' then\n"
+    "        if redis.call('HEXISTS', ledger, ref) == 0 then\n"
+    "          local have = tonumber(redis.call('HGET', key, field) or '0')\n"
+    "          if have >= amt then\n"
+    "            redis.call('HINCRBY', key, field, -amt)\n"
+    "            redis.call('HSET', ledger, ref, amt)\n"
+    "          else\n"
+    "            redis.call('HINCRBY', key, ARGV[i + 7], amt)\n"
+    "            redis.call('HSET', ledger, ref, 0)\n"
+    "          end\n"
+    "          redis.call('EXPIRE', ledger, ARGV[i + 8])\n"
+    "        end\n"
+    "      else\n"
+    "        local took = tonumber(redis.call('HGET', ledger, ref) or '0')\n"
+    "        if took > 0 then\n"
+    "          redis.call('HINCRBY', key, field, took)\n"
+    "          redis.call('HSET', ledger, ref, 0)\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    i = i + 9\n"
+    "  elseif op == 'L' then\n"
+    "    if write then\n"
+    "      redis.call('RPUSH', key, ARGV[i + 3])\n"
+    "      redis.call('LTRIM', key, -tonumber(ARGV[i + 2]), -1)\n"
+    "    end\n"
+    "    i = i + 4\n"
+    "  elseif op == 'R' or op == 'Q' then\n"
     "    reads[#reads + 1] = key\n"
+    "    lists[#reads] = op == 'Q'\n"
     "    i = i + 2\n"
     "  else\n"
     "    return redis.error_reply('flashstream: unknown op ' .. tostring(op))\n"
@@ -119,10 +163,13 @@ static const char apply_lua[] =
     "  if e < tonumber(ARGV[3]) then redis.call('HSET', meta, 'emitted', ARGV[3]) end\n"
     "end\n"
     "local out = {stale, applied, over}\n"
-    "for k = 1, #reads do out[#out + 1] = redis.call('HGETALL', reads[k]) end\n"
+    "for k = 1, #reads do\n"
+    "  if lists[k] then out[#out + 1] = redis.call('LRANGE', reads[k], 0, -1)\n"
+    "  else out[#out + 1] = redis.call('HGETALL', reads[k]) end\n"
+    "end\n"
     "return out\n";
 
-enum { OP_WIN, OP_INCR, OP_INCRF, OP_SET, OP_MAX, OP_EXPIRE, OP_READ };
+enum { OP_WIN, OP_INCR, OP_INCRF, OP_SET, OP_MAX, OP_EXPIRE, OP_PUSH, OP_STOCK };
 
 struct op {
         int kind;
@@ -132,7 +179,9 @@ struct op {
         int64_t bucket;    /* OP_WIN */
         int64_t i;         /* delta, value, ttl */
         double d;          /* OP_INCRF */
-        size_t sval, slen; /* OP_SET: offset/length in b->text */
+        size_t sval, slen; /* OP_SET, OP_PUSH, OP_STOCK ref: offset/length in b->text */
+        int sub;           /* OP_STOCK: 0 add, 1 take, 2 give */
+        const char *over;  /* OP_STOCK: overflow field */
         size_t seq;        /* order of the call, for "last write wins" */
         int post;          /* deferred write of an earlier decision */
 };
@@ -188,6 +237,8 @@ struct fls_batch {
         int stale;
         fls_hash_t *hashes;
         size_t hashes_cap;
+        int *read_list;
+        size_t read_list_cap;
         const char **ptrs;
         size_t ptrs_cap;
         /* command */
@@ -244,6 +295,12 @@ fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const cha
         for (int i = 0; i < n; i++) {
                 struct famx *fx = &st->fams[i];
                 fx->f = families[i];
+                if (fx->f.bucket_ms == 0 && !fx->f.features && fx->f.window_ms > 0) {
+                        /* A list: the last window_ms items, in arrival order. */
+                        fx->slots = 0;
+                        fx->ttl_s = fx->f.ttl_s ? fx->f.ttl_s : 86400;
+                        continue;
+                }
                 if (fx->f.bucket_ms <= 0 || fx->f.window_ms < fx->f.bucket_ms ||
                     !fx->f.features || !fx->f.features[0]) {
                         snprintf(errstr, errstr_size,
@@ -405,6 +462,7 @@ void fls_batch_destroy(fls_batch_t *b)
         free(b->slots);
         free(b->ops);
         free(b->hashes);
+        free(b->read_list);
         free(b->ptrs);
         free(b->argv);
         free(b->argvlen);
@@ -451,6 +509,7 @@ static uint64_t hash_bytes(const char *s, size_t len, int fam)
 }
 
 static void rehash(fls_batch_t *b);
+static int fam_key(fls_batch_t *b, int ent, int fam);
 
 /* Finds or adds the key for (entity, fam): tag + entity [+ ":" + family name]. The
  * entity text must not point into b->text, which may move. */
@@ -584,6 +643,46 @@ void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s)
         op_add(b, OP_EXPIRE, ent)->i = ttl_s;
 }
 
+void fls_batch_stock(fls_batch_t *b, int ent, fls_stock_op_t sub, const char *field,
+                     const char *ref, size_t reflen, int64_t amount, const char *over)
+{
+        struct op *o;
+        char ledger[600];
+        const struct key *e;
+        int n;
+
+        if (b->read_only)
+                return;
+        /* The ledger is a key of its own, "<entity>:ledger", in the same slot. */
+        e = &b->keys[ent];
+        n = snprintf(ledger, sizeof(ledger), "%.*s:ledger", (int)e->elen,
+                     b->text + e->eoff);
+        {
+                int lk = key_lookup(b, ledger, (size_t)n, -1, -1);
+                o = op_add(b, OP_STOCK, ent);
+                o->sub = (int)sub;
+                o->field = field;
+                o->over = over;
+                o->i = amount;
+                o->sval = text_add(b, ref, reflen);
+                o->slen = reflen;
+                o->feat = lk; /* ledger key index */
+        }
+}
+
+void fls_batch_push(fls_batch_t *b, int ent, int fam, const char *value, size_t len)
+{
+        struct op *o;
+        int k;
+        if (b->read_only)
+                return;
+        k = fam_key(b, ent, fam);
+        o = op_add(b, OP_PUSH, k);
+        o->fam = fam;
+        o->sval = text_add(b, value, len);
+        o->slen = len;
+}
+
 void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char *field,
                      int64_t i, const char *s)
 {
@@ -662,6 +761,8 @@ static int op_cmp(const void *pa, const void *pb)
                 return a->key < b->key ? -1 : 1;
         if (a->kind != b->kind)
                 return a->kind < b->kind ? -1 : 1;
+        if (a->kind == OP_STOCK || a->kind == OP_PUSH)
+                return a->seq < b->seq ? -1 : a->seq > b->seq; /* order matters */
         if (a->kind == OP_WIN) {
                 if (a->feat != b->feat)
                         return a->feat < b->feat ? -1 : 1;
@@ -681,6 +782,8 @@ static int same_target(const struct op *a, const struct op *b)
                 return a->feat == b->feat && a->bucket == b->bucket;
         if (a->kind == OP_EXPIRE)
                 return 1;
+        if (a->kind == OP_PUSH || a->kind == OP_STOCK)
+                return 0;
         return strcmp(a->field, b->field) == 0;
 }
 
@@ -835,6 +938,25 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         STR(o->field);
                         REF(0, o->sval, o->slen, NULL);
                         break;
+                case OP_STOCK: {
+                        static const char *const subs[] = {"add", "take", "give"};
+                        STR("K");
+                        NUM("%d", o->key + 2);
+                        STR(subs[o->sub]);
+                        STR(o->field);
+                        NUM("%d", o->feat + 2); /* the ledger's key index */
+                        REF(0, o->sval, o->slen, NULL);
+                        NUM("%" PRId64, o->i);
+                        STR(o->over ? o->over : "oversold");
+                        NUM("%" PRId64, (int64_t)30 * 86400);
+                        break;
+                }
+                case OP_PUSH:
+                        STR("L");
+                        NUM("%d", o->key + 2);
+                        NUM("%" PRId64, st->fams[o->fam].f.window_ms);
+                        REF(0, o->sval, o->slen, NULL);
+                        break;
                 case OP_EXPIRE:
                         STR(o->post ? "e" : "E");
                         NUM("%d", o->key + 2);
@@ -854,7 +976,8 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         for (size_t r = 0; r < b->nreads; r++) {
                 for (size_t k = 0; k < b->nkeys; k++) {
                         if (b->keys[k].read == (int)r) {
-                                STR("R");
+                                int fam = b->keys[k].fam;
+                                STR(fam >= 0 && st->fams[fam].slots == 0 ? "Q" : "R");
                                 NUM("%zu", k + 2);
                         }
                 }
@@ -902,10 +1025,28 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
                 total += r->element[3 + i]->elements;
         b->ptrs = grow(b->ptrs, &b->ptrs_cap, total + 1, sizeof(*b->ptrs));
         total = 0;
+        b->read_list =
+            grow(b->read_list, &b->read_list_cap, b->nreads + 1, sizeof(*b->read_list));
+        for (size_t i = 0; i < b->nreads; i++)
+                b->read_list[i] = 0;
+        for (size_t k = 0; k < b->nkeys; k++) {
+                int fam = b->keys[k].fam;
+                if (b->keys[k].read >= 0 && fam >= 0 && b->st->fams[fam].slots == 0)
+                        b->read_list[b->keys[k].read] = 1;
+        }
         for (size_t i = 0; i < b->nreads; i++) {
                 redisReply *h = r->element[3 + i];
                 size_t n = h->elements / 2;
                 fls_hash_t *hv = &b->hashes[i];
+                if (b->read_list[i]) {
+                        /* A list: its items are the fields, values alias them. */
+                        for (size_t k = 0; k < h->elements; k++)
+                                b->ptrs[total + k] = h->element[k]->str;
+                        hv->n = h->elements;
+                        hv->fields = hv->values = b->ptrs + total;
+                        total += h->elements;
+                        continue;
+                }
                 for (size_t k = 0; k < n; k++) {
                         b->ptrs[total + k] = h->element[2 * k]->str;
                         b->ptrs[total + n + k] = h->element[2 * k + 1]->str;

@@ -22,7 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A family of windowed counters, declared by a consumer at start-up. */
+/* A family of windowed counters, declared by a consumer at start-up. A family with
+ * bucket_ms 0 and no features is a list instead: the last window_ms items pushed
+ * (key <entity>:<name>), e.g. a user's recent events for a sequence model. */
 typedef struct fls_family {
         const char *name;            /* short: part of the key */
         int64_t bucket_ms;           /* bucket width */
@@ -92,7 +94,19 @@ void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char 
 /* Adds delta to feature `feat` of family `fam` in the bucket of ts. */
 void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts,
                       int64_t delta);
-/* Asks for the entity hash (fam < 0) or a family ring to come back after the apply;
+/* A counter that never goes negative, such as stock on hand. ADD adds amount; TAKE
+ * removes amount if that much is there, else adds it to the overflow field (e.g.
+ * "oversold") and takes nothing; GIVE returns what the same ref took, once. The
+ * entity's "<entity>:ledger" hash remembers what each ref (an order line) took, so a
+ * ref is taken at most once and given back at most what it took. Applied in the
+ * order queued, never coalesced. */
+typedef enum { FLS_STOCK_ADD, FLS_STOCK_TAKE, FLS_STOCK_GIVE } fls_stock_op_t;
+void fls_batch_stock(fls_batch_t *b, int ent, fls_stock_op_t op, const char *field,
+                     const char *ref, size_t reflen, int64_t amount, const char *over);
+/* Appends value to the list family fam of the entity (keeps its last items). */
+void fls_batch_push(fls_batch_t *b, int ent, int fam, const char *value, size_t len);
+/* Asks for the entity hash (fam < 0), a family ring or a list (items as fields, in
+ * order, oldest first) to come back after the apply;
  * returns a read index for fls_batch_reply. Repeated asks share one read. */
 int fls_batch_read(fls_batch_t *b, int ent, int fam);
 /* expect: the applied offset the caller believes Redis holds (-1: none); the batch
