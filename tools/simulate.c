@@ -1723,7 +1723,9 @@ static int sim_run(sim_t *s)
                         if (s->realtime) {
                                 /* Pace: a tick goes out once the wall clock reaches it. */
                                 int64_t ahead = (s->now - s->start_ts) - (wall - wall0);
-                                if (ahead > 0) {
+                                /* rd_kafka_poll returns at the first delivery report,
+                                 * so wait until the clock is really there. */
+                                while (ahead > 0 && !s->stop) {
                                         if (s->rk) {
                                                 rd_kafka_poll(s->rk, (int)ahead);
                                         } else {
@@ -1732,6 +1734,7 @@ static int sim_run(sim_t *s)
                                                 nanosleep(&d, NULL);
                                         }
                                         wall = mono_ms();
+                                        ahead = (s->now - s->start_ts) - (wall - wall0);
                                 }
                         }
                         if (s->progress_ms && wall - last_progress >= s->progress_ms) {
