@@ -1,7 +1,15 @@
 /*
- * clickstream: the consumer of storefront events (topic clickstream, keyed by user).
- * Keeps rolling per-user activity and per-SKU interest in Redis; marketing decisions
- * are built on these features.
+ * clickstream: the consumer of storefront events (topic clickstream, keyed by user)
+ * and producer of marketing actions (topic marketing-actions, keyed by user). The
+ * whole flow Kafka -> Avro -> Redis -> model -> Kafka: rolling per-user, per-SKU and
+ * per-category features in Redis, batched scoring with the intent LSTM and the
+ * participation forest, and a policy that turns the scores into at most one
+ * MarketingAction per event (coupon, reminder or recommendation) under frequency caps
+ * and a paced, global coupon budget. clickstream.c documents the keys and the rules.
+ *
+ * Besides the app, the module exposes what tests need to check features and
+ * decisions without Kafka: after fls_store_apply, fls_clickstream_prepare computes the
+ * features, scores and chosen actions of the events update() queued for a batch.
  */
 #ifndef FLS_CLICKSTREAM_H
 #define FLS_CLICKSTREAM_H
@@ -9,5 +17,57 @@
 #include "runner.h"
 
 extern const fls_app_t fls_clickstream_app;
+
+enum { FLS_CLICK_COUPON, FLS_CLICK_REMINDER, FLS_CLICK_RECOMMENDATION, FLS_CLICK_NONE };
+
+#define FLS_CLICK_MAX_RECO 3
+
+/* The features of one event as of that event (later events of the same user in the
+ * same batch are taken out again), and what the policy made of them. */
+typedef struct fls_click_feat {
+        int type;
+        int64_t ts;
+        int in_sale;
+        int64_t n[6];                 /* lifetime counts per ClickEvent type */
+        int64_t w1[6], w5[6], w30[6]; /* counts in the 1, 5 and 30 minute windows */
+        double cart_value;            /* currency, >= 0 */
+        int64_t cart_items;           /* units, >= 0 */
+        int64_t session_start;        /* event time of the session's first event */
+        int64_t session_len_ms;
+        int64_t distinct_skus, distinct_cats; /* viewed, lifetime of the key */
+        int64_t since_last_ms;                /* -1: first event seen */
+        int64_t since_purchase_ms;            /* -1: never bought */
+        double avg_view_price;
+        int price_band;    /* 0: <20, 1: <50, 2: <100, 3: <250, 4: more; -1: no view */
+        int64_t pre_views; /* views outside any campaign (before the sale) */
+        int viewed_sale_sku_pre; /* viewed before the sale and the sale has begun */
+        /* The event's SKU in this input partition (see clickstream.c): */
+        int64_t sku_view_1m, sku_cart_1m, sku_purchase_1m;
+        double sku_conv_5m; /* purchases / views, 5 minutes; 0 without views */
+        double sku_trend;   /* last minute / mean minute of the last 10 */
+        /* Decision state */
+        int64_t last_action_ts; /* -1: none */
+        int coupon_taken, reminded;
+        int64_t sale_start;  /* learned or configured; -1: not begun here */
+        double part_conv_5m; /* partition's purchases / cart adds, 5 minutes */
+        /* Scores and the policy's choice */
+        float intent, participation;
+        double min_intent; /* the coupon threshold after pacing */
+        int kind;          /* FLS_CLICK_*, before the budget claim */
+        int capped;        /* an action was due but the frequency cap held it */
+        int first_cap;     /* ... and the user was never capped before */
+        int was_capped;    /* the user was capped before this batch */
+        int claim;         /* index of the coupon's budget claim, -1: none */
+        const char *reason;
+        int nreco;
+        char reco[FLS_CLICK_MAX_RECO][64];
+} fls_click_feat_t;
+
+/* Computes features, scores (one predict per model) and the policy's choice for the
+ * events update() queued with batch b. The caps of earlier events of the same batch
+ * are applied; the coupon budget is not (decide claims it). */
+int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errstr_size);
+size_t fls_clickstream_count(void *app);
+const fls_click_feat_t *fls_clickstream_feat(void *app, size_t i);
 
 #endif

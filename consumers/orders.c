@@ -1,20 +1,53 @@
 /*
- * orders: order lines and stock receipts -> stock movements and sales velocity.
+ * orders: order lines and stock receipts -> stock, sales velocity, demand forecasts
+ * and restock signals.
  *
- * Sits on the runner (Kafka -> Avro -> here -> Redis). The topic is keyed by
- * "sku:warehouse", so all the state of one SKU at one warehouse is in one partition:
- *   sw:<sku>:<warehouse>        lifetime units per event type (u_placed, u_cancelled,
- *                               u_refunded, u_received) and lines per type; kept
- *                               without TTL since they are exact counters
- *   sw:<sku>:<warehouse>:sales  1-minute buckets of units and lines placed, for the
- *                               1/5/15/60-minute velocities
+ * Sits on the runner (Kafka -> Avro -> here -> Redis -> models -> Kafka). The topic
+ * is keyed by "sku:warehouse", so all the state of one SKU at one warehouse is in one
+ * partition:
+ *   sw:<sku>:<warehouse>        stock (never negative: fls_batch_stock, TAKE on
+ *                               PLACED, GIVE on CANCELLED/REFUNDED, ADD on receipts),
+ *                               oversold (units ordered that stock could not serve),
+ *                               lifetime units and lines per event type (u_placed =
+ *                               units sold, exact under replay), last_ts, and the
+ *                               signal state (sig_kind, sig_level, sig_qty, peak_r5)
+ *                               written by decisions through fls_emit_defer
+ *   sw:<sku>:<warehouse>:ledger what each order line took (the stock ledger)
+ *   sw:<sku>:<warehouse>:sales  1-minute buckets of units and lines placed: the
+ *                               1/5/15/60-minute velocities and the per-interval
+ *                               history the demand LSTM reads
+ *
+ * Decisions, per batch on the SKUs it touched: one LSTM call forecasts demand over
+ * the next FLS_DSIM_H minutes (task_demand_sim), one regression call turns forecast,
+ * rates, trend and the warehouse's cover (lead time + safety) into units needed
+ * (task_inventory). Stock runs out in on_hand / (need / cover) minutes; a RestockSignal
+ * goes out, keyed sku:warehouse, when that is before the cover, with urgency LOW
+ * (before the cover), MEDIUM (before the lead time), HIGH (before half of it),
+ * CRITICAL (out of stock now). Hysteresis: one signal per crossing; a new one only
+ * when urgency rises or the recommended quantity moves by more than
+ * orders.requantity_share; RESOLVED when stock comes back (receipt, cancellation,
+ * refund) and the need is gone. OVERSTOCK once per episode when, after the SKU's
+ * 5-minute rate has fallen from its peak, stock covers far more than the need.
+ *
+ * Order lines have no line number and the simulator (like real carts) repeats a SKU
+ * within one order, so the ledger ref of a line is "<order>#<k>": the k-th line of
+ * that order for this SKU and warehouse at that event time, counted in memory over a
+ * window of recent lines (lines of one checkout or one cancellation share their event
+ * time and come together). The runtime's ledger has no line ordinal: this is the
+ * workaround. Limit: if a crash restarts a partition exactly between two identical
+ * lines of one order, the second one's k restarts at 0.
  */
 #include "orders.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "model.h"
+#include "task_demand_sim.h"
+#include "task_inventory.h"
 
 enum {
         F_EVENT_ID,
@@ -34,6 +67,7 @@ static const char *const field_names[F__N] = {
     "event_id", "type",       "order_id", "user_id",    "sku", "warehouse_id",
     "quantity", "unit_price", "region",   "flash_sale", "ts"};
 
+enum { T_PLACED, T_CANCELLED, T_REFUNDED, T_RECEIPT };
 static const char *const units[] = {"u_placed", "u_cancelled", "u_refunded",
                                     "u_received"};
 static const char *const lines[] = {"n_placed", "n_cancelled", "n_refunded",
@@ -45,13 +79,178 @@ static const fls_family_t families[] = {
     {NULL, 0, 0, NULL, 0},
 };
 
+/* Output fields, in RestockSignal order. */
+enum {
+        O_ID,
+        O_SKU,
+        O_WH,
+        O_KIND,
+        O_ON_HAND,
+        O_OVERSOLD,
+        O_FORECAST,
+        O_QTY,
+        O_URGENCY,
+        O_STOCKOUT,
+        O_VERSIONS,
+        O_REASON,
+        O_EVENT_TS,
+        O__N
+};
+static const char *const out_names[O__N] = {
+    "signal_id",      "sku",      "warehouse_id",    "kind",    "on_hand",
+    "oversold",       "forecast", "recommended_qty", "urgency", "stockout_ts",
+    "model_versions", "reason",   "event_ts"};
+enum { K_NONE = -1, K_RESTOCK = 0, K_OVERSTOCK = 1, K_RESOLVED = 2 };
+static const char *const kind_names[] = {"restock", "overstock", "resolved"};
+enum { U_NONE = -1, U_LOW, U_MEDIUM, U_HIGH, U_CRITICAL };
+
+#define DEF_DIR FLS_MODEL_DIR
+
+static const fls_conf_def_t conf[] = {
+    {"orders.demand_model", FLS_CONF_STR, DEF_DIR "/demand-sim.flsm", 1, 0,
+     "Demand LSTM (flashstream train demand-sim).", "consume"},
+    {"orders.inventory_model", FLS_CONF_STR, DEF_DIR "/inventory.flsm", 1, 0,
+     "Stock-needed regression (flashstream train inventory).", "consume"},
+    {"orders.lead_time_s", FLS_CONF_INT, "120", 1, 31536000,
+     "Seconds from a restock signal to stock on the shelf, for warehouses not in "
+     "orders.lead_time_by_warehouse.",
+     "consume"},
+    {"orders.lead_time_by_warehouse", FLS_CONF_STR, "", 1, 0,
+     "Per-warehouse lead times, 'w1=300,w2=90' (seconds).", "consume"},
+    {"orders.safety_s", FLS_CONF_INT, "60", 0, 31536000,
+     "Safety period added to the lead time: signal when stock runs out before both.",
+     "consume"},
+    {"orders.order_up_to", FLS_CONF_DBL, "2", 1, 100,
+     "Recommended quantity: order up to this many covers of the forecast need.",
+     "consume"},
+    {"orders.requantity_share", FLS_CONF_DBL, "0.5", 0, 100,
+     "An open signal is repeated only when urgency rises or the recommended quantity "
+     "moves by more than this share.",
+     "consume"},
+    {"orders.overstock_factor", FLS_CONF_DBL, "4", 1, 1000,
+     "Overstock when stock exceeds this many times the need over the cover ...",
+     "consume"},
+    {"orders.overstock_min_units", FLS_CONF_INT, "20", 0, 1000000000,
+     "... and at least this many units ...", "consume"},
+    {"orders.peak_ratio", FLS_CONF_DBL, "0.5", 0, 1,
+     "... after the sale peak: the 5-minute rate is below this share of its peak.",
+     "consume"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* What decide() needs of one touched sku:warehouse in one batch. */
+struct pending {
+        fls_batch_t *batch;
+        int32_t partition;
+        int64_t offset, ts; /* the entity's last event in the batch */
+        int read_h, read_ring;
+        int restored;               /* stock came back in this batch */
+        size_t key, keylen, skulen; /* "sku:wh" in text */
+        int ent;
+};
+
+/* The signal state of an entity, as stored or as decided earlier in this poll. */
+struct sigstate {
+        int kind, level;
+        int64_t qty;
+};
+
+/* Decided-in-this-poll state by entity key: a replayed batch and a new batch of one
+ * partition can both be decided in one poll, before the first's deferred writes are
+ * in Redis. */
+struct overlay {
+        size_t key, keylen; /* in text; keylen 0 = empty */
+        struct sigstate st;
+};
+
+/* Recent order lines, for the ledger ref's ordinal. */
+#define RECENT 256
+struct recent {
+        int64_t ts;
+        int group;    /* 0 placed, 1 given back */
+        char id[120]; /* "<sku:wh>|<order>" */
+        int count;
+};
+
 typedef struct {
-        int idx[F__N];
+        int idx[F__N], out[O__N];
+        const fls_store_t *store;
+        fls_model_t *demand, *inventory;
+        char versions[256];
+        int64_t lead_ms, safety_ms;
+        char *lead_map; /* "w1=300,w2=90" */
+        double order_up_to, requantity, over_factor, peak_ratio;
+        int64_t over_min;
+        int slots;
+        /* per poll */
+        uint64_t poll;
+        struct pending *pend;
+        size_t npend, pend_cap;
+        char *text;
+        size_t text_len, text_cap;
+        struct overlay *ov;
+        size_t ov_cap;
+        /* per batch: entity key index -> pending index + 1 */
+        fls_batch_t *cur;
+        size_t cur_first;
+        int *ent2p;
+        size_t ent2p_cap;
+        /* scoring scratch, sized at init for batch.max_messages rows */
+        size_t max_rows;
+        float *xd, *xi, *fc, *need;
+        int64_t *ring_bucket, *ring_units, *ring_lines;
+        struct recent recent[RECENT];
+        size_t recent_next;
 } orders_t;
+
+/* ---- set-up ------------------------------------------------------------------------ */
+
+static fls_model_t *load_model(const char *path, const char *const *names, size_t n,
+                               size_t seq, size_t rows, char *errstr, size_t errstr_size)
+{
+        fls_model_t *m = fls_model_load(path, errstr, errstr_size);
+        if (!m)
+                return NULL;
+        if (fls_model_check_features(m, names, n, errstr, errstr_size) < 0 ||
+            fls_model_seq_len(m) != seq ||
+            fls_model_reserve(m, rows, errstr, errstr_size) < 0) {
+                if (fls_model_seq_len(m) != seq)
+                        snprintf(errstr, errstr_size,
+                                 "%s: sequence length %zu, %zu expected", path,
+                                 fls_model_seq_len(m), seq);
+                fls_model_destroy(m);
+                return NULL;
+        }
+        return m;
+}
+
+static void destroy(void *app)
+{
+        orders_t *o = app;
+        if (!o)
+                return;
+        fls_model_destroy(o->demand);
+        fls_model_destroy(o->inventory);
+        free(o->lead_map);
+        free(o->pend);
+        free(o->text);
+        free(o->ov);
+        free(o->ent2p);
+        free(o->xd);
+        free(o->xi);
+        free(o->fc);
+        free(o->need);
+        free(o->ring_bucket);
+        free(o->ring_units);
+        free(o->ring_lines);
+        free(o);
+}
 
 static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errstr_size)
 {
         orders_t *o = calloc(1, sizeof(*o));
+        const fls_conf_t *c = env->conf;
+        size_t rows;
 
         if (!o) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -62,37 +261,115 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
                 if (o->idx[i] < 0) {
                         snprintf(errstr, errstr_size, "OrderEvent has no field '%s'",
                                  field_names[i]);
-                        free(o);
-                        return -1;
+                        goto fail;
                 }
+        }
+        for (int i = 0; i < O__N; i++) {
+                o->out[i] = fls_codec_field(env->out, out_names[i]);
+                if (o->out[i] < 0) {
+                        snprintf(errstr, errstr_size, "RestockSignal has no field '%s'",
+                                 out_names[i]);
+                        goto fail;
+                }
+        }
+        o->store = env->store;
+        o->lead_ms = fls_conf_int(c, "orders.lead_time_s") * 1000;
+        o->safety_ms = fls_conf_int(c, "orders.safety_s") * 1000;
+        o->lead_map = strdup(fls_conf_str(c, "orders.lead_time_by_warehouse"));
+        o->order_up_to = fls_conf_dbl(c, "orders.order_up_to");
+        o->requantity = fls_conf_dbl(c, "orders.requantity_share");
+        o->over_factor = fls_conf_dbl(c, "orders.overstock_factor");
+        o->over_min = fls_conf_int(c, "orders.overstock_min_units");
+        o->peak_ratio = fls_conf_dbl(c, "orders.peak_ratio");
+        o->slots = fls_store_family_slots(env->store, 0);
+        rows = (size_t)fls_conf_int(c, "batch.max_messages");
+        o->max_rows = rows;
+        o->demand =
+            load_model(fls_conf_str(c, "orders.demand_model"), fls_dsim_feature_names(),
+                       FLS_DSIM_NF, FLS_DSIM_T, rows, errstr, errstr_size);
+        if (!o->demand)
+                goto fail;
+        o->inventory =
+            load_model(fls_conf_str(c, "orders.inventory_model"), fls_inv_feature_names(),
+                       FLS_INV_NF, 1, rows, errstr, errstr_size);
+        if (!o->inventory)
+                goto fail;
+        snprintf(o->versions, sizeof(o->versions), "%s@%s,%s@%s",
+                 fls_model_name(o->demand), fls_model_version(o->demand),
+                 fls_model_name(o->inventory), fls_model_version(o->inventory));
+        /* Scratch for the largest batch: the per-batch path never allocates for it. */
+        o->xd = malloc(rows * FLS_DSIM_T * FLS_DSIM_NF * sizeof(float));
+        o->xi = malloc(rows * FLS_INV_NF * sizeof(float));
+        o->fc = malloc(rows * sizeof(float));
+        o->need = malloc(rows * sizeof(float));
+        o->ring_bucket = malloc((size_t)o->slots * sizeof(int64_t));
+        o->ring_units = malloc((size_t)o->slots * sizeof(int64_t));
+        o->ring_lines = malloc((size_t)o->slots * sizeof(int64_t));
+        if (!o->lead_map || !o->xd || !o->xi || !o->fc || !o->need || !o->ring_bucket ||
+            !o->ring_units || !o->ring_lines) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
         }
         *appp = o;
         return 0;
+fail:
+        destroy(o);
+        return -1;
 }
 
-static void destroy(void *app)
+/* Lead time of a warehouse: its entry in orders.lead_time_by_warehouse, else the
+ * default. Parsed per decision from a short string (a few warehouses). */
+static int64_t lead_of(const orders_t *o, const char *wh, size_t len)
 {
-        free(app);
+        const char *p = o->lead_map;
+        while (p && *p) {
+                const char *eq = strchr(p, '='), *end = strchr(p, ',');
+                if (!eq || (end && eq > end))
+                        break;
+                if ((size_t)(eq - p) == len && memcmp(p, wh, len) == 0) {
+                        long long s = strtoll(eq + 1, NULL, 10);
+                        if (s > 0)
+                                return (int64_t)s * 1000;
+                }
+                p = end ? end + 1 : NULL;
+        }
+        return o->lead_ms;
 }
+
+/* ---- check / update -------------------------------------------------------------- */
 
 static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keylen,
                        int64_t *ts, char *detail, size_t detail_size)
 {
         orders_t *o = app;
-        size_t slen, wlen;
+        size_t slen, wlen, olen;
         const char *sku = fls_avro_str(ev, o->idx[F_SKU], &slen);
         const char *wh = fls_avro_str(ev, o->idx[F_WH], &wlen);
+        int type = fls_avro_enum(ev, o->idx[F_TYPE]);
         int32_t qty = fls_avro_int(ev, o->idx[F_QTY]);
         double price = fls_avro_double(ev, o->idx[F_PRICE]);
 
+        fls_avro_str(ev, o->idx[F_ORDER], &olen);
         if (slen == 0 || wlen == 0) {
                 snprintf(detail, detail_size, "empty sku or warehouse_id");
+                return FLS_BAD_VALUE;
+        }
+        if (slen + wlen > 200 || olen > 100) {
+                snprintf(detail, detail_size, "sku, warehouse_id or order_id too long");
                 return FLS_BAD_VALUE;
         }
         if (!key || keylen != slen + 1 + wlen || memcmp(key, sku, slen) != 0 ||
             key[slen] != ':' || memcmp(key + slen + 1, wh, wlen) != 0) {
                 snprintf(detail, detail_size, "key is not 'sku:warehouse_id'");
                 return FLS_BAD_KEY;
+        }
+        if (type < T_PLACED || type > T_RECEIPT) {
+                snprintf(detail, detail_size, "type %d out of range", type);
+                return FLS_BAD_ENUM;
+        }
+        if (type != T_RECEIPT && olen == 0) {
+                snprintf(detail, detail_size, "order line without order_id");
+                return FLS_BAD_VALUE;
         }
         if (qty <= 0) {
                 snprintf(detail, detail_size, "quantity %d is not > 0", (int)qty);
@@ -107,13 +384,80 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         return FLS_BAD_NONE;
 }
 
+static size_t keep(orders_t *o, const char *s, size_t len)
+{
+        size_t off = o->text_len;
+        if (o->text_len + len + 1 > o->text_cap) {
+                size_t cap = o->text_cap ? o->text_cap : 4096;
+                char *t;
+                while (cap < o->text_len + len + 1)
+                        cap *= 2;
+                t = realloc(o->text, cap);
+                if (!t)
+                        abort(); /* bounded by batch.max_messages */
+                o->text = t;
+                o->text_cap = cap;
+        }
+        memcpy(o->text + off, s, len);
+        o->text[off + len] = '\0';
+        o->text_len += len + 1;
+        return off;
+}
+
+/* The ordinal of this line among the lines of the same order, SKU, warehouse, group
+ * and event time seen recently (0 for the first). */
+static int line_ordinal(orders_t *o, int group, const char *key, size_t keylen,
+                        const char *order, size_t olen, int64_t ts)
+{
+        char id[120];
+        int n = snprintf(id, sizeof(id), "%.*s|%.*s", (int)keylen, key, (int)olen, order);
+        struct recent *r;
+
+        if (n < 0 || (size_t)n >= sizeof(id))
+                n = (int)sizeof(id) - 1;
+        for (size_t k = 0; k < RECENT; k++) {
+                r = &o->recent[k];
+                if (r->ts == ts && r->group == group && r->count > 0 &&
+                    strcmp(r->id, id) == 0)
+                        return r->count++;
+        }
+        r = &o->recent[o->recent_next];
+        o->recent_next = (o->recent_next + 1) % RECENT;
+        r->ts = ts;
+        r->group = group;
+        memcpy(r->id, id, (size_t)n + 1);
+        r->count = 1;
+        return 0;
+}
+
 static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t *ev)
 {
         orders_t *o = app;
         int type = fls_avro_enum(v, o->idx[F_TYPE]);
         int32_t qty = fls_avro_int(v, o->idx[F_QTY]);
-        char ent[300];
-        int e, n;
+        size_t olen, slen;
+        const char *order = fls_avro_str(v, o->idx[F_ORDER], &olen);
+        char ent[300], ref[160];
+        struct pending *p;
+        int e, n, rn;
+
+        fls_avro_str(v, o->idx[F_SKU], &slen);
+        if (o->poll != ev->poll || o->cur != b) {
+                /* A new batch: forget the previous batch's entity indexes. */
+                for (size_t k = o->cur_first; k < o->npend; k++)
+                        o->ent2p[o->pend[k].ent] = 0;
+                o->cur = b;
+                o->cur_first = o->npend;
+        }
+        if (o->poll != ev->poll) {
+                /* A new poll: every batch of the previous one was decided. */
+                o->poll = ev->poll;
+                o->npend = 0;
+                o->cur_first = 0;
+                o->text_len = 0;
+                for (size_t k = 0; k < o->ov_cap; k++)
+                        o->ov[k].keylen = 0;
+        }
 
         /* The key is "sku:warehouse" (checked), so it names the entity. */
         n = snprintf(ent, sizeof(ent), "sw:%.*s", (int)ev->keylen, ev->key);
@@ -121,18 +465,366 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         fls_batch_incr(b, e, units[type], qty);
         fls_batch_incr(b, e, lines[type], 1);
         fls_batch_setmax(b, e, "last_ts", ev->ts);
-        if (type == 0 && !ev->late) {
-                fls_batch_window(b, e, 0, 0, ev->ts, qty);
-                fls_batch_window(b, e, 0, 1, ev->ts, 1);
+        switch (type) {
+        case T_PLACED:
+                rn = snprintf(
+                    ref, sizeof(ref), "%.*s#%d", (int)olen, order,
+                    line_ordinal(o, 0, ev->key, ev->keylen, order, olen, ev->ts));
+                fls_batch_stock(b, e, FLS_STOCK_TAKE, "stock", ref, (size_t)rn, qty,
+                                "oversold");
+                if (!ev->late) {
+                        fls_batch_window(b, e, 0, 0, ev->ts, qty);
+                        fls_batch_window(b, e, 0, 1, ev->ts, 1);
+                }
+                break;
+        case T_CANCELLED:
+        case T_REFUNDED:
+                rn = snprintf(
+                    ref, sizeof(ref), "%.*s#%d", (int)olen, order,
+                    line_ordinal(o, 1, ev->key, ev->keylen, order, olen, ev->ts));
+                fls_batch_stock(b, e, FLS_STOCK_GIVE, "stock", ref, (size_t)rn, qty,
+                                "oversold");
+                break;
+        default:
+                fls_batch_stock(b, e, FLS_STOCK_ADD, "stock", "", 0, qty, "oversold");
+                break;
         }
+
+        if ((size_t)e >= o->ent2p_cap) {
+                size_t cap = o->ent2p_cap ? o->ent2p_cap : 1024;
+                int *np;
+                while (cap <= (size_t)e)
+                        cap *= 2;
+                np = realloc(o->ent2p, cap * sizeof(*np));
+                if (!np)
+                        abort(); /* bounded by the keys of one batch */
+                memset(np + o->ent2p_cap, 0, (cap - o->ent2p_cap) * sizeof(*np));
+                o->ent2p = np;
+                o->ent2p_cap = cap;
+        }
+        if (o->ent2p[e]) {
+                p = &o->pend[o->ent2p[e] - 1];
+        } else {
+                if (o->npend == o->pend_cap) {
+                        size_t cap = o->pend_cap ? o->pend_cap * 2 : 256;
+                        struct pending *np = realloc(o->pend, cap * sizeof(*np));
+                        if (!np)
+                                abort(); /* bounded by batch.max_messages */
+                        o->pend = np;
+                        o->pend_cap = cap;
+                }
+                p = &o->pend[o->npend++];
+                o->ent2p[e] = (int)o->npend;
+                memset(p, 0, sizeof(*p));
+                p->batch = b;
+                p->ent = e;
+                p->partition = ev->partition;
+                p->read_h = fls_batch_read(b, e, -1);
+                p->read_ring = fls_batch_read(b, e, 0);
+                p->key = keep(o, ev->key, ev->keylen);
+                p->keylen = ev->keylen;
+                p->skulen = slen;
+        }
+        p->offset = ev->offset;
+        if (ev->ts > p->ts)
+                p->ts = ev->ts;
+        if (type != T_PLACED)
+                p->restored = 1;
+}
+
+/* ---- decide ---------------------------------------------------------------------- */
+
+/* Per-bucket units and lines of a ring reply, by parsing the layout store.h documents
+ * ("#<slot>" holds the bucket, "<feature>@<slot>" the counts) in one pass. */
+static void ring_load(orders_t *o, const fls_hash_t *ring)
+{
+        for (int s = 0; s < o->slots; s++) {
+                o->ring_bucket[s] = -1;
+                o->ring_units[s] = o->ring_lines[s] = 0;
+        }
+        for (size_t i = 0; ring && i < ring->n; i++) {
+                const char *f = ring->fields[i], *at;
+                long s;
+                if (f[0] == '#') {
+                        s = strtol(f + 1, NULL, 10);
+                        if (s >= 0 && s < o->slots)
+                                o->ring_bucket[s] = strtoll(ring->values[i], NULL, 10);
+                        continue;
+                }
+                at = strchr(f, '@');
+                if (!at)
+                        continue;
+                s = strtol(at + 1, NULL, 10);
+                if (s < 0 || s >= o->slots)
+                        continue;
+                if (at - f == 5 && memcmp(f, "units", 5) == 0)
+                        o->ring_units[s] = strtoll(ring->values[i], NULL, 10);
+                else if (at - f == 5 && memcmp(f, "lines", 5) == 0)
+                        o->ring_lines[s] = strtoll(ring->values[i], NULL, 10);
+        }
+}
+
+static int64_t ring_at(const orders_t *o, const int64_t *vals, int64_t bucket)
+{
+        int64_t s = bucket % o->slots;
+        if (bucket < 0 || o->ring_bucket[s] != bucket)
+                return 0;
+        return vals[s];
+}
+
+static struct overlay *ov_find(orders_t *o, const char *key, size_t len, int create)
+{
+        uint64_t h = 1469598103934665603ULL;
+        size_t i;
+        if (o->ov_cap == 0) {
+                o->ov_cap = 1;
+                while (o->ov_cap < 2 * o->max_rows + 16)
+                        o->ov_cap *= 2;
+                o->ov = calloc(o->ov_cap, sizeof(*o->ov));
+                if (!o->ov)
+                        abort(); /* once, at the first decision */
+        }
+        for (size_t k = 0; k < len; k++)
+                h = (h ^ (unsigned char)key[k]) * 1099511628211ULL;
+        for (i = h & (o->ov_cap - 1);; i = (i + 1) & (o->ov_cap - 1)) {
+                struct overlay *v = &o->ov[i];
+                if (v->keylen == 0)
+                        return create ? v : NULL;
+                if (v->keylen == len && memcmp(o->text + v->key, key, len) == 0)
+                        return v;
+        }
+}
+
+static int emit_signal(orders_t *o, fls_emit_t *emit, const struct pending *p, int kind,
+                       int urgency, int64_t on_hand, int64_t oversold, double forecast,
+                       int64_t qty, int64_t stockout_ts, const char *reason, char *errstr,
+                       size_t errstr_size)
+{
+        const char *key = o->text + p->key;
+        avro_value_t *out = fls_emit_begin(emit);
+        char id[512];
+
+        fls_emit_id(emit, p->partition, p->offset, kind_names[kind], id, sizeof(id));
+        if (fls_avro_set_str(out, o->out[O_ID], id, strlen(id)) ||
+            fls_avro_set_str(out, o->out[O_SKU], key, p->skulen) ||
+            fls_avro_set_str(out, o->out[O_WH], key + p->skulen + 1,
+                             p->keylen - p->skulen - 1) ||
+            fls_avro_set_enum(out, o->out[O_KIND], kind) ||
+            fls_avro_set_long(out, o->out[O_ON_HAND], on_hand) ||
+            fls_avro_set_long(out, o->out[O_OVERSOLD], oversold) ||
+            fls_avro_set_double(out, o->out[O_FORECAST], forecast) ||
+            fls_avro_set_long(out, o->out[O_QTY], qty) ||
+            fls_avro_set_enum(out, o->out[O_URGENCY], urgency < 0 ? 0 : urgency) ||
+            fls_avro_set_long(out, o->out[O_STOCKOUT], stockout_ts) ||
+            fls_avro_set_str(out, o->out[O_VERSIONS], o->versions, strlen(o->versions)) ||
+            fls_avro_set_str(out, o->out[O_REASON], reason, strlen(reason)) ||
+            fls_avro_set_long(out, o->out[O_EVENT_TS], p->ts)) {
+                snprintf(errstr, errstr_size, "building RestockSignal: %s",
+                         avro_strerror());
+                return -1;
+        }
+        return fls_emit_send(emit, key, p->keylen, errstr, errstr_size);
+}
+
+static void defer_state(orders_t *o, fls_emit_t *emit, const struct pending *p,
+                        const struct sigstate *st)
+{
+        char ent[300], v[32];
+        snprintf(ent, sizeof(ent), "sw:%.*s", (int)p->keylen, o->text + p->key);
+        snprintf(v, sizeof(v), "%d", st->kind);
+        fls_emit_defer(emit, p->partition, ent, FLS_DEFER_SET, "sig_kind", 0, v);
+        snprintf(v, sizeof(v), "%d", st->level);
+        fls_emit_defer(emit, p->partition, ent, FLS_DEFER_SET, "sig_level", 0, v);
+        snprintf(v, sizeof(v), "%" PRId64, st->qty);
+        fls_emit_defer(emit, p->partition, ent, FLS_DEFER_SET, "sig_qty", 0, v);
 }
 
 static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                   size_t errstr_size)
 {
-        /* Restock signals need the demand and inventory models (their own issue);
-         * until then this consumer keeps stock and velocity only. */
-        (void)app, (void)b, (void)emit, (void)errstr, (void)errstr_size;
+        orders_t *o = app;
+        size_t first = o->npend, n = 0, k;
+
+        /* This batch's pending entries are contiguous (update() sees one batch after
+         * the other). */
+        for (k = 0; k < o->npend; k++)
+                if (o->pend[k].batch == b) {
+                        first = k;
+                        break;
+                }
+        while (first + n < o->npend && o->pend[first + n].batch == b)
+                n++;
+        if (n == 0)
+                return 0;
+        if (n > o->max_rows)
+                n = o->max_rows; /* cannot happen: one entry per event at most */
+
+        /* Rows of both models for every touched entity, then one call per model. */
+        for (k = 0; k < n; k++) {
+                struct pending *p = &o->pend[first + k];
+                const fls_hash_t *h = fls_batch_reply(b, p->read_h);
+                int64_t b0 = p->ts / 60000, s60 = 0;
+                float u[FLS_DSIM_T], l[FLS_DSIM_T];
+
+                ring_load(o, fls_batch_reply(b, p->read_ring));
+                for (int t = 0; t < FLS_DSIM_T; t++) {
+                        int64_t bk = b0 - FLS_DSIM_T + t;
+                        u[t] = (float)ring_at(o, o->ring_units, bk);
+                        l[t] = (float)ring_at(o, o->ring_lines, bk);
+                }
+                for (int t = 1; t <= FLS_DSIM_LONG; t++)
+                        s60 += ring_at(o, o->ring_units, b0 - t);
+                fls_dsim_row(u, l, (float)s60 / FLS_DSIM_LONG,
+                             (float)fls_hash_int(h, "stock", 0),
+                             o->xd + k * FLS_DSIM_T * FLS_DSIM_NF);
+        }
+        if (fls_model_predict(o->demand, o->xd, n, o->fc, errstr, errstr_size) < 0)
+                return -1;
+        for (k = 0; k < n; k++) {
+                struct pending *p = &o->pend[first + k];
+                const char *key = o->text + p->key;
+                int64_t b0 = p->ts / 60000;
+                float r1, r5 = 0, r15 = 0, r60 = 0;
+                double cover;
+
+                ring_load(o, fls_batch_reply(b, p->read_ring));
+                r1 = (float)ring_at(o, o->ring_units, b0 - 1);
+                for (int t = 1; t <= 60; t++) {
+                        float x = (float)ring_at(o, o->ring_units, b0 - t);
+                        r5 += t <= 5 ? x : 0;
+                        r15 += t <= 15 ? x : 0;
+                        r60 += x;
+                }
+                if (o->fc[k] < 0 || !isfinite(o->fc[k]))
+                        o->fc[k] = 0;
+                cover =
+                    (double)(lead_of(o, key + p->skulen + 1, p->keylen - p->skulen - 1) +
+                             o->safety_ms) /
+                    60000.0;
+                fls_inv_row(o->fc[k], r1, r5 / 5, r15 / 15, r60 / 60, (float)cover,
+                            o->xi + k * FLS_INV_NF);
+        }
+        if (fls_model_predict(o->inventory, o->xi, n, o->need, errstr, errstr_size) < 0)
+                return -1;
+
+        for (k = 0; k < n; k++) {
+                struct pending *p = &o->pend[first + k];
+                const fls_hash_t *h = fls_batch_reply(b, p->read_h);
+                const char *key = o->text + p->key;
+                int64_t lead = lead_of(o, key + p->skulen + 1, p->keylen - p->skulen - 1);
+                double cover = (double)(lead + o->safety_ms);
+                int64_t on_hand = fls_hash_int(h, "stock", 0);
+                int64_t oversold = fls_hash_int(h, "oversold", 0);
+                double need = o->need[k] > 0 && isfinite(o->need[k]) ? o->need[k] : 0;
+                double rate = need / cover; /* units per ms */
+                double t_out = rate > 0 ? (double)on_hand / rate : INFINITY;
+                int64_t stockout = rate > 0 ? p->ts + (int64_t)t_out : 0;
+                int64_t want = (int64_t)ceil(need * o->order_up_to);
+                int64_t rec = want - on_hand > 1 ? want - on_hand : 1;
+                int level = U_NONE;
+                struct sigstate st, was;
+                struct overlay *ov = ov_find(o, key, p->keylen, 1);
+                double r5 = 0, peak;
+                int64_t b0 = p->ts / 60000;
+                int kind = K_NONE;
+                const char *reason = NULL;
+
+                ring_load(o, fls_batch_reply(b, p->read_ring));
+                for (int t = 1; t <= 5; t++)
+                        r5 += (double)ring_at(o, o->ring_units, b0 - t);
+                r5 /= 5;
+                peak = fls_hash_int(h, "peak_r5m", 0) / 1000.0;
+                if (r5 > peak) {
+                        peak = r5;
+                        {
+                                char ent[300];
+                                snprintf(ent, sizeof(ent), "sw:%.*s", (int)p->keylen,
+                                         key);
+                                fls_emit_defer(emit, p->partition, ent, FLS_DEFER_MAX,
+                                               "peak_r5m", (int64_t)(r5 * 1000), NULL);
+                        }
+                }
+                if (rate > 0) {
+                        if (on_hand <= 0)
+                                level = U_CRITICAL;
+                        else if (t_out < 0.5 * (double)lead)
+                                level = U_HIGH;
+                        else if (t_out < (double)lead)
+                                level = U_MEDIUM;
+                        else if (t_out < cover)
+                                level = U_LOW;
+                }
+                if (ov->keylen) {
+                        st = ov->st;
+                } else {
+                        st.kind = (int)fls_hash_int(h, "sig_kind", K_NONE);
+                        st.level = (int)fls_hash_int(h, "sig_level", U_NONE);
+                        st.qty = fls_hash_int(h, "sig_qty", 0);
+                }
+                was = st;
+                if (st.kind == K_RESTOCK) {
+                        if (level > st.level) {
+                                kind = K_RESTOCK;
+                                reason = "urgency_up";
+                                st.level = level;
+                                st.qty = rec;
+                        } else if (level != U_NONE &&
+                                   fabs((double)(rec - st.qty)) >
+                                       o->requantity *
+                                           (double)(st.qty > 0 ? st.qty : 1)) {
+                                kind = K_RESTOCK;
+                                reason = "quantity_changed";
+                                level = st.level;
+                                st.qty = rec;
+                        } else if (level == U_NONE && p->restored) {
+                                kind = K_RESOLVED;
+                                reason = "stock_received";
+                                st.kind = K_NONE;
+                                st.level = U_NONE;
+                                st.qty = 0;
+                        }
+                } else if (level != U_NONE) {
+                        kind = K_RESTOCK;
+                        reason = "projected_stockout";
+                        st.kind = K_RESTOCK;
+                        st.level = level;
+                        st.qty = rec;
+                } else {
+                        int over = on_hand >= o->over_min &&
+                                   (double)on_hand > o->over_factor * need && peak > 0 &&
+                                   r5 <= o->peak_ratio * peak;
+                        if (st.kind != K_OVERSTOCK && over) {
+                                kind = K_OVERSTOCK;
+                                reason = "after_peak";
+                                st.kind = K_OVERSTOCK;
+                                st.level = U_LOW;
+                                st.qty = on_hand - want > 0 ? on_hand - want : 0;
+                                rec = st.qty;
+                        } else if (st.kind == K_OVERSTOCK &&
+                                   (double)on_hand <= 0.5 * o->over_factor * need) {
+                                kind = K_RESOLVED;
+                                reason = "overstock_cleared";
+                                st.kind = K_NONE;
+                                st.level = U_NONE;
+                                st.qty = 0;
+                        }
+                }
+                if (ov->keylen == 0) {
+                        ov->key = p->key;
+                        ov->keylen = p->keylen;
+                }
+                ov->st = st;
+                if (kind == K_NONE)
+                        continue;
+                if (kind == K_RESOLVED)
+                        rec = 0;
+                if (st.kind != was.kind || st.level != was.level || st.qty != was.qty)
+                        defer_state(o, emit, p, &st);
+                if (emit_signal(o, emit, p, kind, kind == K_RESOLVED ? U_LOW : level,
+                                on_hand, oversold, o->fc[k], rec, stockout, reason,
+                                errstr, errstr_size) < 0)
+                        return -1;
+        }
         return 0;
 }
 
@@ -143,7 +835,7 @@ const fls_app_t fls_orders_app = {
     .in_subject = "orders-value",
     .out_subject = "restock-signals-value",
     .families = families,
-    .conf = NULL,
+    .conf = conf,
     .init = init,
     .destroy = destroy,
     .check = check,

@@ -27,3 +27,9 @@ if [ "${FLS_TEST_QUICK:-0}" != 1 ]; then
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 ctest --output-on-failure)
 fi
+
+# Fuzz smoke (tests/fuzz/README.md): 20 s per libFuzzer target, only where clang is.
+if command -v clang >/dev/null; then
+        echo "== fuzz smoke =="
+        FLS_FUZZ_SMOKE=1 bash deploy/fuzz.sh
+fi

@@ -15,7 +15,12 @@
 #include "data_time.h"
 #include "task_delivery.h"
 #include "task_demand.h"
+#include "task_demand_sim.h"
+#include "task_dispatch.h"
 #include "task_intent.h"
+#include "task_intent_sim.h"
+#include "task_inventory.h"
+#include "task_participation.h"
 
 typedef int (*train_fn)(const char *data, const fls_range_t *range, uint64_t seed,
                         const char *out, const char *export_csv, char *errstr,
@@ -35,6 +40,16 @@ static const struct {
     {"demand", fls_task_demand_train, fls_task_demand_eval, "uci-online-retail-sample"},
     {"intent", fls_task_intent_train, fls_task_intent_eval,
      "rees46-ecommerce-behavior-sample"},
+    {"intent-sim", fls_task_intent_sim_train, fls_task_intent_sim_eval,
+     "a `flashstream simulate --sim.out_dir` folder"},
+    {"participation", fls_task_participation_train, fls_task_participation_eval,
+     "a `flashstream simulate --sim.out_dir` folder"},
+    {"delivery-sim", fls_task_dispatch_train, fls_task_dispatch_eval,
+     "a `flashstream simulate --sim.out_dir` folder"},
+    {"demand-sim", fls_task_demand_sim_train, fls_task_demand_sim_eval,
+     "a `flashstream simulate --sim.out_dir` folder"},
+    {"inventory", fls_task_inventory_train, fls_task_inventory_eval,
+     "a `flashstream simulate --sim.out_dir` folder"},
 };
 
 #define NTASKS (sizeof(tasks) / sizeof(tasks[0]))

@@ -89,7 +89,8 @@ const fls_conf_def_t fls_simulate_conf[] = {
     {"sim.progress_ms", FLS_CONF_INT, "1000", 0, 3600000,
      "Wall-clock interval of the progress log line; 0: none.", SCOPE},
     {"sim.drain", FLS_CONF_BOOL, "false", 1, 0,
-     "After the run, emit the pending follow-up events (shipment statuses, cancellations, "
+     "After the run, emit the pending follow-up events (shipment statuses, "
+     "cancellations, "
      "refunds) at their future simulated times; needs sim.realtime=false.",
      SCOPE},
     {"sim.flush_ms", FLS_CONF_INT, "30000", 0, 600000,
@@ -99,40 +100,41 @@ const fls_conf_def_t fls_simulate_conf[] = {
 
 /* ------------------------------------------------------------------ constants */
 
-#define TICK_MS         10
-#define RAMP_MS         2000
-#define DEMAND_IVL_MS   60000
-#define RESTOCK_MS      30000
-#define LOAD_TAU_MS     1800000.0 /* region load: shipments of the last ~30 min */
-#define SESSION_POOL    4096
-#define MAX_CART        4
-#define HOUR_MS         3600000.0
-#define CAMPAIGN        "flash-sale-1"
-#define CSV_BUF         (1 << 16)
-#define CSV_ROW_MAX     2048 /* longest row we can format; ids and names are short */
-#define MAX_PAIRS       20000000 /* skus x warehouses: memory bound of the stock tables */
-#define POLL_EVERY      1024
+#define TICK_MS       10
+#define RAMP_MS       2000
+#define DEMAND_IVL_MS 60000
+#define RESTOCK_MS    30000
+#define LOAD_TAU_MS   1800000.0 /* region load: shipments of the last ~30 min */
+#define SESSION_POOL  4096
+#define MAX_CART      4
+#define HOUR_MS       3600000.0
+#define CAMPAIGN      "flash-sale-1"
+#define CSV_BUF       (1 << 16)
+#define CSV_ROW_MAX   2048     /* longest row we can format; ids and names are short */
+#define MAX_PAIRS     20000000 /* skus x warehouses: memory bound of the stock tables */
+#define POLL_EVERY    1024
 
 static const char *const categories[] = {
-    "electronics", "phones",  "computers", "audio",   "gaming",  "home",
-    "kitchen",     "garden",  "fashion",   "shoes",   "beauty",  "health",
-    "toys",        "books",   "sports",    "outdoor", "grocery", "pets",
+    "electronics", "phones", "computers", "audio",   "gaming",  "home",
+    "kitchen",     "garden", "fashion",   "shoes",   "beauty",  "health",
+    "toys",        "books",  "sports",    "outdoor", "grocery", "pets",
 };
 #define NCATEGORIES (sizeof(categories) / sizeof(categories[0]))
 
 /* Carriers differ a little in speed; the factor multiplies the travel time. */
-static const char *const carriers[] = {"swiftpost", "parcelnet", "roadrunner", "lastmile"};
+static const char *const carriers[] = {"swiftpost", "parcelnet", "roadrunner",
+                                       "lastmile"};
 static const double carrier_speed[] = {0.9, 1.0, 1.1, 1.2};
 #define NCARRIERS (sizeof(carriers) / sizeof(carriers[0]))
 
-static const char *const click_types[] = {"VIEW",        "CLICK",   "SEARCH", "ADD_CART",
-                                          "REMOVE_CART", "PURCHASE"};
+static const char *const click_types[] = {"VIEW",     "CLICK",       "SEARCH",
+                                          "ADD_CART", "REMOVE_CART", "PURCHASE"};
 enum { CT_VIEW, CT_CLICK, CT_SEARCH, CT_ADD_CART, CT_REMOVE_CART, CT_PURCHASE };
 static const char *const order_types[] = {"PLACED", "CANCELLED", "REFUNDED",
                                           "STOCK_RECEIPT"};
 enum { OT_PLACED, OT_CANCELLED, OT_REFUNDED, OT_STOCK_RECEIPT };
-static const char *const ship_statuses[] = {"CREATED",    "PICKED",    "HANDED_TO_CARRIER",
-                                            "IN_TRANSIT", "DELIVERED", "FAILED"};
+static const char *const ship_statuses[] = {
+    "CREATED", "PICKED", "HANDED_TO_CARRIER", "IN_TRANSIT", "DELIVERED", "FAILED"};
 enum { SS_CREATED, SS_PICKED, SS_HANDED, SS_IN_TRANSIT, SS_DELIVERED, SS_FAILED };
 
 /* Field names in schema order: the CSV header, and checked against the codec at
@@ -141,11 +143,12 @@ static const char *const click_fields[] = {
     "event_id", "user_id",  "session_id", "type",        "sku", "category",
     "price",    "quantity", "dwell_ms",   "campaign_id", "ts",  NULL};
 static const char *const order_fields[] = {
-    "event_id",     "type",     "order_id",   "user_id", "sku",        "warehouse_id",
-    "quantity",     "unit_price", "region",   "flash_sale", "ts",      NULL};
+    "event_id", "type",       "order_id", "user_id",    "sku", "warehouse_id",
+    "quantity", "unit_price", "region",   "flash_sale", "ts",  NULL};
 static const char *const ship_fields[] = {
-    "event_id",  "shipment_id", "order_id", "status",     "warehouse_id", "region",
-    "distance_km", "weight_kg", "carrier",  "flash_sale", "promised_ts",  "ts", NULL};
+    "event_id",    "shipment_id", "order_id",  "status",  "warehouse_id",
+    "region",      "distance_km", "weight_kg", "carrier", "flash_sale",
+    "promised_ts", "ts",          NULL};
 
 /* ------------------------------------------------------------------ PRNG */
 
@@ -449,6 +452,7 @@ typedef struct {
 } topic_t;
 
 typedef enum { STOP_NONE, STOP_DURATION, STOP_EVENTS, STOP_SIGNAL, STOP_ERROR } stop_t;
+static const char *const stops[] = {"none", "duration", "events", "signal", "error"};
 
 typedef struct {
         /* options */
@@ -744,7 +748,8 @@ static int emit_ship(sim_t *s, const parcel_t *p, int status)
 
 /* ------------------------------------------------------------------ demand truth */
 
-static void demand_add(sim_t *s, uint32_t sku, uint32_t wh, int32_t demanded, int32_t sold)
+static void demand_add(sim_t *s, uint32_t sku, uint32_t wh, int32_t demanded,
+                       int32_t sold)
 {
         uint32_t cell = sku * s->nwh + wh;
         demand_t *d = &s->demand[cell];
@@ -794,7 +799,8 @@ static void demand_flush(sim_t *s)
 
 static void demand_roll(sim_t *s, int64_t ts)
 {
-        int64_t ivl = ts - ts % DEMAND_IVL_MS; /* epoch-aligned, like the consumers' windows */
+        int64_t ivl =
+            ts - ts % DEMAND_IVL_MS; /* epoch-aligned, like the consumers' windows */
         if (ivl != s->demand_ivl) {
                 if (s->ntouched)
                         demand_flush(s);
@@ -915,7 +921,8 @@ static int ship_create(sim_t *s, uint32_t pi)
         p->created_ts = tc;
 
         /* Region load: an exponentially decayed count of shipments created there. */
-        *load = *load * exp(-(double)(tc - s->region_load_ts[p->region]) / LOAD_TAU_MS) + 1;
+        *load =
+            *load * exp(-(double)(tc - s->region_load_ts[p->region]) / LOAD_TAU_MS) + 1;
         s->region_load_ts[p->region] = tc;
         load_f = 1.0 + 0.35 * log1p(*load / 25.0);
 
@@ -934,11 +941,12 @@ static int ship_create(sim_t *s, uint32_t pi)
         p->failed = rng_unif(r) < 0.02;
 
         handed = tc + (int64_t)llround(dispatch_h * HOUR_MS);
-        p->step_ts[0] = tc + (int64_t)llround(dispatch_h * HOUR_MS * rng_range(r, 0.3, 0.7));
+        p->step_ts[0] =
+            tc + (int64_t)llround(dispatch_h * HOUR_MS * rng_range(r, 0.3, 0.7));
         p->step_ts[1] = handed;
         p->step_ts[3] = tc + (int64_t)llround(total_h * HOUR_MS);
-        p->step_ts[2] =
-            handed + (int64_t)llround((double)(p->step_ts[3] - handed) * rng_range(r, 0.05, 0.2));
+        p->step_ts[2] = handed + (int64_t)llround((double)(p->step_ts[3] - handed) *
+                                                  rng_range(r, 0.05, 0.2));
         /* Strictly increasing, whatever the rounding did. */
         if (p->step_ts[0] <= tc)
                 p->step_ts[0] = tc + 1;
@@ -959,8 +967,9 @@ static int ship_create(sim_t *s, uint32_t pi)
                 csv_sep(c);
                 /* hours with 4 decimals, rounded half up from the exact ms */
                 csv_raw(c, buf,
-                        fmt_fixed(buf, (p->step_ts[3] - tc) / 360 +
-                                           ((p->step_ts[3] - tc) % 360 >= 180),
+                        fmt_fixed(buf,
+                                  (p->step_ts[3] - tc) / 360 +
+                                      ((p->step_ts[3] - tc) % 360 >= 180),
                                   4));
                 csv_sep(c);
                 csv_raw(c, buf, fmt_fixed(buf, p->promised_ts, 0));
@@ -1015,13 +1024,14 @@ static int run_pending(sim_t *s, pending_t e)
                 /* A failed delivery is always refunded; a delivered parcel sometimes. */
                 if (p->failed) {
                         s->shipments_failed++;
-                        return heap_push(s, s->now + (int64_t)(rng_range(r, 2, 48) * HOUR_MS),
-                                         e.parcel, A_REFUND);
+                        return heap_push(
+                            s, s->now + (int64_t)(rng_range(r, 2, 48) * HOUR_MS),
+                            e.parcel, A_REFUND);
                 }
                 if (rng_unif(r) < 0.03)
-                        return heap_push(s,
-                                         s->now + (int64_t)(rng_range(r, 24, 168) * HOUR_MS),
-                                         e.parcel, A_REFUND);
+                        return heap_push(
+                            s, s->now + (int64_t)(rng_range(r, 24, 168) * HOUR_MS),
+                            e.parcel, A_REFUND);
                 parcel_free(s, e.parcel);
                 return 0;
         case A_REFUND:
@@ -1038,7 +1048,7 @@ static int run_pending(sim_t *s, pending_t e)
 static int run_due(sim_t *s, int64_t ts)
 {
         int64_t saved = s->now;
-        while (s->heap_len && s->heap[0].due <= ts && !s->stop) {
+        while (s->heap_len && s->heap[0].due <= ts && !s->stop && !sim_signalled) {
                 pending_t e = heap_pop(s);
                 s->now = e.due;
                 if (run_pending(s, e) == -1)
@@ -1126,8 +1136,8 @@ static int checkout(sim_t *s, session_t *se)
                 p->line[p->nlines].cents = se->cart[i].cents;
                 p->nlines++;
 
-                if (emit_click(s, CT_PURCHASE, se, sku, s->skus[sku].cat, se->cart[i].cents,
-                               got) == -1 ||
+                if (emit_click(s, CT_PURCHASE, se, sku, s->skus[sku].cat,
+                               se->cart[i].cents, got) == -1 ||
                     emit_order(s, OT_PLACED, order_no, se->user, u->region, sku, wh, got,
                                se->cart[i].cents, s->sale_on) == -1)
                         return -1;
@@ -1182,13 +1192,15 @@ static int session_step(sim_t *s)
                         if (x < 0.25) {
                                 se->state = S_SEARCHED;
                                 return emit_click(s, CT_SEARCH, se, UINT32_MAX,
-                                                  (uint16_t)rng_below(r, NCATEGORIES), 0, 0);
+                                                  (uint16_t)rng_below(r, NCATEGORIES), 0,
+                                                  0);
                         }
                         break; /* a view */
                 case S_SEARCHED:
                         break;
                 case S_BROWSE: {
-                        double p_buy = se->ncart ? clampp((0.05 + 0.4 * intent) * boost) : 0;
+                        double p_buy =
+                            se->ncart ? clampp((0.05 + 0.4 * intent) * boost) : 0;
                         double p_rm = se->ncart ? 0.05 : 0;
                         double p_click = clampp((0.15 + 0.45 * intent) * boost);
                         if (x < p_buy) {
@@ -1223,7 +1235,8 @@ static int session_step(sim_t *s)
                 case S_CLICKED: {
                         double p_add = intent < 0.05 ? 0 : clampp(0.6 * intent * boost);
                         if (x < p_add && se->ncart < MAX_CART) {
-                                int32_t qty = 1 + (rng_unif(r) < 0.2) + (rng_unif(r) < 0.05);
+                                int32_t qty =
+                                    1 + (rng_unif(r) < 0.2) + (rng_unif(r) < 0.05);
                                 int i = se->ncart++;
                                 se->cart[i].sku = se->sku;
                                 se->cart[i].qty = qty;
@@ -1244,8 +1257,8 @@ static int session_step(sim_t *s)
                 sku = pick_sku(s);
                 se->sku = sku;
                 se->state = S_BROWSE;
-                return emit_click(s, CT_VIEW, se, sku, s->skus[sku].cat, shown_price(s, sku),
-                                  0);
+                return emit_click(s, CT_VIEW, se, sku, s->skus[sku].cat,
+                                  shown_price(s, sku), 0);
         }
 }
 
@@ -1305,7 +1318,8 @@ static int sim_build_world(sim_t *s)
             !s->demand || !s->touched || !rx || !ry) {
                 free(rx);
                 free(ry);
-                snprintf(s->errstr, sizeof(s->errstr), "out of memory building the world");
+                snprintf(s->errstr, sizeof(s->errstr),
+                         "out of memory building the world");
                 return -1;
         }
 
@@ -1440,6 +1454,22 @@ static int sim_kafka_open(sim_t *s, fls_conf_t *conf)
         /* kafka.* keys last: an explicit setting wins over our defaults. */
         if (fls_conf_kafka_foreach(conf, kafka_conf_cb, args) != 0)
                 goto fail;
+        /* Without a bootstrap librdkafka would queue until message.timeout.ms (5 min)
+         * and only then report everything lost: say so now. */
+        {
+                char v[1024] = "";
+                size_t vlen = sizeof(v);
+                char mock[16] = "";
+                size_t mlen = sizeof(mock);
+                rd_kafka_conf_get(kc, "bootstrap.servers", v, &vlen);
+                rd_kafka_conf_get(kc, "test.mock.num.brokers", mock, &mlen);
+                if (!*v && (!*mock || strcmp(mock, "0") == 0)) {
+                        snprintf(s->errstr, sizeof(s->errstr),
+                                 "no Kafka bootstrap: set bootstrap.file or "
+                                 "kafka.bootstrap.servers, or sim.produce=false");
+                        goto fail;
+                }
+        }
         rd_kafka_conf_set_opaque(kc, s);
         rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
         rd_kafka_conf_set_error_cb(kc, error_cb);
@@ -1450,7 +1480,8 @@ static int sim_kafka_open(sim_t *s, fls_conf_t *conf)
                 s->topics[i].rkt = rd_kafka_topic_new(s->rk, s->topics[i].name, NULL);
                 if (!s->topics[i].rkt) {
                         snprintf(s->errstr, sizeof(s->errstr), "topic %s: %s",
-                                 s->topics[i].name, rd_kafka_err2str(rd_kafka_last_error()));
+                                 s->topics[i].name,
+                                 rd_kafka_err2str(rd_kafka_last_error()));
                         return -1;
                 }
         }
@@ -1483,7 +1514,8 @@ static int sim_open_codecs(sim_t *s, fls_conf_t *conf)
                                          subjects[i], fields[i][n], n);
                                 return -1;
                         }
-                if (avro_value_get_size(fls_codec_out(t->codec), &size) != 0 || size != n) {
+                if (avro_value_get_size(fls_codec_out(t->codec), &size) != 0 ||
+                    size != n) {
                         snprintf(s->errstr, sizeof(s->errstr),
                                  "%s: the schema has %zu fields, the simulator knows %zu",
                                  subjects[i], size, n);
@@ -1495,13 +1527,12 @@ static int sim_open_codecs(sim_t *s, fls_conf_t *conf)
 
 static int sim_open_files(sim_t *s)
 {
-        static const char *const ship_truth[] = {"shipment_id",     "order_id",
-                                                 "true_delivery_h", "promised_ts",
-                                                 "created_ts",      "failed",
-                                                 NULL};
-        static const char *const demand_truth[] = {"sku",           "warehouse_id",
-                                                   "interval_start_ts", "units_demanded",
-                                                   "units_sold",    NULL};
+        static const char *const ship_truth[] = {
+            "shipment_id", "order_id", "true_delivery_h", "promised_ts", "created_ts",
+            "failed",      NULL};
+        static const char *const demand_truth[] = {
+            "sku", "warehouse_id", "interval_start_ts", "units_demanded", "units_sold",
+            NULL};
         static const char *const *const fields[NTOPICS] = {click_fields, order_fields,
                                                            ship_fields};
         char path[4096];
@@ -1540,8 +1571,13 @@ static int sim_open_files(sim_t *s)
                 csv_sep(users);
                 csv_raw(users, buf, fmt_fixed(buf, llround(x * 10000), 4));
                 csv_sep(users);
-                csv_raw(users, x < 0.05 ? "never" : x > 0.8 ? "sure" : "persuadable",
-                        x < 0.05 ? 5 : x > 0.8 ? 4 : 11);
+                csv_raw(users,
+                        x < 0.05  ? "never"
+                        : x > 0.8 ? "sure"
+                                  : "persuadable",
+                        x < 0.05  ? 5
+                        : x > 0.8 ? 4
+                                  : 11);
                 csv_end(users);
         }
         snprintf(path, sizeof(path), "%s/truth_users.csv", s->out_dir);
@@ -1550,7 +1586,6 @@ static int sim_open_files(sim_t *s)
 
 static int sim_write_summary(sim_t *s)
 {
-        static const char *const stops[] = {"none", "duration", "events", "signal", "error"};
         char path[4096];
         FILE *fp;
         int bad;
@@ -1558,37 +1593,39 @@ static int sim_write_summary(sim_t *s)
         snprintf(path, sizeof(path), "%s/summary.json", s->out_dir);
         fp = fopen(path, "w");
         if (!fp) {
-                snprintf(s->errstr, sizeof(s->errstr), "%.400s: %s", path, strerror(errno));
+                snprintf(s->errstr, sizeof(s->errstr), "%.400s: %s", path,
+                         strerror(errno));
                 return -1;
         }
         /* Only simulated quantities: the file is part of the deterministic output. */
-        fprintf(fp,
-                "{\n  \"seed\": %" PRIu64 ",\n"
-                "  \"events\": {\"clickstream\": %" PRIu64 ", \"orders\": %" PRIu64
-                ", \"shipments\": %" PRIu64 ", \"total\": %" PRIu64 "},\n"
-                "  \"topics\": {\"clickstream\": \"%s\", \"orders\": \"%s\", "
-                "\"shipments\": \"%s\"},\n"
-                "  \"orders_placed\": %" PRIu64 ", \"units_demanded\": %" PRIu64
-                ", \"units_sold\": %" PRIu64 ", \"units_lost\": %" PRIu64 ",\n"
-                "  \"parcels_cancelled\": %" PRIu64 ", \"shipments_created\": %" PRIu64
-                ", \"shipments_failed\": %" PRIu64 ", \"refunds\": %" PRIu64 ",\n"
-                "  \"start_ts\": %" PRId64 ", \"end_ts\": %" PRId64 ", \"stopped_by\": \"%s\",\n"
-                "  \"options\": {\"sim.seed\": %" PRIu64 ", \"sim.rate\": %.17g, "
-                "\"sim.duration_s\": %" PRId64 ", \"sim.events\": %" PRId64
-                ", \"sim.users\": %u, \"sim.skus\": %u, \"sim.warehouses\": %u, "
-                "\"sim.regions\": %u, \"sim.zipf_s\": %.17g, \"sim.sale_start_s\": %" PRId64
-                ", \"sim.spike\": %.17g, \"sim.start_ts\": %" PRId64
-                ", \"sim.realtime\": %s, \"sim.produce\": %s, \"sim.drain\": %s}\n}\n",
-                s->seed, s->topics[T_CLICK].count, s->topics[T_ORDER].count,
-                s->topics[T_SHIP].count, s->total, s->topics[T_CLICK].name,
-                s->topics[T_ORDER].name, s->topics[T_SHIP].name, s->orders_placed,
-                s->units_demanded, s->units_sold, s->units_lost, s->parcels_cancelled,
-                s->ship_seq, s->shipments_failed, s->refunds, s->start_ts, s->now,
-                stops[s->stop], s->seed, s->rate, s->duration_ms / 1000, s->max_events,
-                s->nusers, s->nskus, s->nwh, s->nregions, s->zipf_s,
-                s->sale_start_ms / 1000, s->spike, s->start_ts,
-                s->realtime ? "true" : "false", s->produce ? "true" : "false",
-                s->drain ? "true" : "false");
+        fprintf(
+            fp,
+            "{\n  \"seed\": %" PRIu64 ",\n"
+            "  \"events\": {\"clickstream\": %" PRIu64 ", \"orders\": %" PRIu64
+            ", \"shipments\": %" PRIu64 ", \"total\": %" PRIu64 "},\n"
+            "  \"topics\": {\"clickstream\": \"%s\", \"orders\": \"%s\", "
+            "\"shipments\": \"%s\"},\n"
+            "  \"orders_placed\": %" PRIu64 ", \"units_demanded\": %" PRIu64
+            ", \"units_sold\": %" PRIu64 ", \"units_lost\": %" PRIu64 ",\n"
+            "  \"parcels_cancelled\": %" PRIu64 ", \"shipments_created\": %" PRIu64
+            ", \"shipments_failed\": %" PRIu64 ", \"refunds\": %" PRIu64 ",\n"
+            "  \"start_ts\": %" PRId64 ", \"end_ts\": %" PRId64
+            ", \"stopped_by\": \"%s\",\n"
+            "  \"options\": {\"sim.seed\": %" PRIu64 ", \"sim.rate\": %.17g, "
+            "\"sim.duration_s\": %" PRId64 ", \"sim.events\": %" PRId64
+            ", \"sim.users\": %u, \"sim.skus\": %u, \"sim.warehouses\": %u, "
+            "\"sim.regions\": %u, \"sim.zipf_s\": %.17g, \"sim.sale_start_s\": %" PRId64
+            ", \"sim.spike\": %.17g, \"sim.start_ts\": %" PRId64
+            ", \"sim.realtime\": %s, \"sim.produce\": %s, \"sim.drain\": %s}\n}\n",
+            s->seed, s->topics[T_CLICK].count, s->topics[T_ORDER].count,
+            s->topics[T_SHIP].count, s->total, s->topics[T_CLICK].name,
+            s->topics[T_ORDER].name, s->topics[T_SHIP].name, s->orders_placed,
+            s->units_demanded, s->units_sold, s->units_lost, s->parcels_cancelled,
+            s->ship_seq, s->shipments_failed, s->refunds, s->start_ts, s->now,
+            stops[s->stop], s->seed, s->rate, s->duration_ms / 1000, s->max_events,
+            s->nusers, s->nskus, s->nwh, s->nregions, s->zipf_s, s->sale_start_ms / 1000,
+            s->spike, s->start_ts, s->realtime ? "true" : "false",
+            s->produce ? "true" : "false", s->drain ? "true" : "false");
         bad = ferror(fp);
         if (fclose(fp) != 0 || bad) {
                 snprintf(s->errstr, sizeof(s->errstr), "%.400s: write failed", path);
@@ -1656,8 +1693,8 @@ static void progress(sim_t *s, int64_t wall_ms)
         fls_log(FLS_LOG_INFO, COMP,
                 "progress sim_s=%.2f clickstream_per_s=%.0f orders_per_s=%.0f "
                 "shipments_per_s=%.0f total=%" PRIu64 " queued=%d lost=%" PRIu64,
-                (double)(s->now - s->start_ts) / 1000.0, r[T_CLICK], r[T_ORDER], r[T_SHIP],
-                s->total, s->rk ? rd_kafka_outq_len(s->rk) : 0, s->dr_failed);
+                (double)(s->now - s->start_ts) / 1000.0, r[T_CLICK], r[T_ORDER],
+                r[T_SHIP], s->total, s->rk ? rd_kafka_outq_len(s->rk) : 0, s->dr_failed);
 }
 
 /* The generation loop: 10 ms ticks of the simulated clock. Follow-ups come due
@@ -1700,8 +1737,9 @@ static int sim_run(sim_t *s)
                 }
                 /* Deterministic arrivals: the expected count, with the fraction carried
                  * to the next tick. */
-                expect = s->rate * rate_multiplier(s, tick - s->start_ts) * TICK_MS / 1000.0 +
-                         s->carry;
+                expect =
+                    s->rate * rate_multiplier(s, tick - s->start_ts) * TICK_MS / 1000.0 +
+                    s->carry;
                 n = (int64_t)expect;
                 s->carry = expect - (double)n;
                 for (i = 0; i < n && !s->stop; i++) {
@@ -1721,16 +1759,17 @@ static int sim_run(sim_t *s)
                 if (s->realtime || s->progress_ms) {
                         int64_t wall = mono_ms();
                         if (s->realtime) {
-                                /* Pace: a tick goes out once the wall clock reaches it. */
+                                /* Pace: wait until the wall clock reaches the next
+                                 * tick. rd_kafka_poll returns at the first delivery
+                                 * report, hence the loop. */
                                 int64_t ahead = (s->now - s->start_ts) - (wall - wall0);
-                                /* rd_kafka_poll returns at the first delivery report,
-                                 * so wait until the clock is really there. */
-                                while (ahead > 0 && !s->stop) {
+                                while (ahead > 0 && !s->stop && !sim_signalled) {
                                         if (s->rk) {
                                                 rd_kafka_poll(s->rk, (int)ahead);
                                         } else {
-                                                struct timespec d = {
-                                                    ahead / 1000, (ahead % 1000) * 1000000};
+                                                struct timespec d = {ahead / 1000,
+                                                                     (ahead % 1000) *
+                                                                         1000000};
                                                 nanosleep(&d, NULL);
                                         }
                                         wall = mono_ms();
@@ -1743,12 +1782,13 @@ static int sim_run(sim_t *s)
                         }
                 }
         }
-        if (s->drain && (s->stop == STOP_DURATION)) {
+        if (s->drain && s->stop == STOP_DURATION) {
+                /* The follow-ups still pending, each at its own future time. */
                 s->stop = STOP_NONE;
                 if (run_due(s, INT64_MAX) == -1)
                         return -1;
                 if (!s->stop)
-                        s->stop = STOP_DURATION;
+                        s->stop = sim_signalled ? STOP_SIGNAL : STOP_DURATION;
         }
         demand_flush(s);
         return 0;
@@ -1826,12 +1866,13 @@ static int sim_finish(sim_t *s)
                         /* Never delivered: as lost as a failed delivery report. */
                         s->dr_failed += (uint64_t)left;
                         fls_log(FLS_LOG_ERROR, COMP,
-                                "%d messages not delivered within sim.flush_ms=%" PRId64, left,
-                                s->flush_ms);
+                                "%d messages not delivered within sim.flush_ms=%" PRId64,
+                                left, s->flush_ms);
                 }
         }
         for (int i = 0; i < NTOPICS; i++) {
-                if (csv_close(s->topics[i].csv, s->topics[i].file, err, sizeof(err)) == -1) {
+                if (csv_close(s->topics[i].csv, s->topics[i].file, err, sizeof(err)) ==
+                    -1) {
                         fls_log(FLS_LOG_ERROR, COMP, "%s", err);
                         rc = -1;
                 }
@@ -1849,8 +1890,9 @@ static int sim_finish(sim_t *s)
         }
         if (s->dr_failed) {
                 fls_log(FLS_LOG_ERROR, COMP,
-                        "%" PRIu64 " of %" PRIu64 " messages lost (first: %s)", s->dr_failed,
-                        s->total, s->dr_first_err[0] ? s->dr_first_err : "not delivered");
+                        "%" PRIu64 " of %" PRIu64 " messages lost (first: %s)",
+                        s->dr_failed, s->total,
+                        s->dr_first_err[0] ? s->dr_first_err : "not delivered");
                 rc = -1;
         }
         return rc;
@@ -1903,11 +1945,11 @@ int fls_cmd_simulate(fls_conf_t *conf, int argc, char **argv)
                 fls_log(FLS_LOG_INFO, COMP,
                         "done events=%" PRIu64 " clickstream=%" PRIu64 " orders=%" PRIu64
                         " shipments=%" PRIu64 " lost_units=%" PRIu64 " wall_ms=%" PRId64
-                        " events_per_s=%.0f stopped_by=%d",
+                        " events_per_s=%.0f stopped_by=%s",
                         s->total, s->topics[T_CLICK].count, s->topics[T_ORDER].count,
                         s->topics[T_SHIP].count, s->units_lost, wall,
                         wall > 0 ? (double)s->total * 1000.0 / (double)wall : 0.0,
-                        (int)s->stop);
+                        stops[s->stop]);
         }
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);

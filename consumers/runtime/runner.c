@@ -812,6 +812,15 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
         r->emit.topic = fls_conf_str(c, r->app->out_topic_key);
         r->emit.in_topic = r->topic;
         r->emit.timeout_ms = 30000;
+        {
+                /* Connect and learn the output topics now, not on the first batch's
+                 * clock (it cost ~0.9 s of the first batch's latency). */
+                const struct rd_kafka_metadata *md = NULL;
+                if (rd_kafka_metadata(r->producer, 1, NULL, &md, 5000) ==
+                        RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    md)
+                        rd_kafka_metadata_destroy(md);
+        }
 
         if (*fls_conf_str(c, "consumer.group"))
                 snprintf(group, sizeof(group), "%s", fls_conf_str(c, "consumer.group"));

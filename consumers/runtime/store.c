@@ -315,6 +315,16 @@ fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const cha
                 /* Enough slots that an event as late as allowed still finds its
                  * bucket in the ring, plus one for the bucket being filled. */
                 fx->slots = (fx->f.window_ms + lateness_ms) / fx->f.bucket_ms + 2;
+                if (fx->slots > 1024) {
+                        /* A ring's fields are read per scored event: keep it small. */
+                        snprintf(
+                            errstr, errstr_size,
+                            "family %s: window and lateness need %lld buckets, at most "
+                            "1024: use wider buckets or less lateness",
+                            fx->f.name, (long long)fx->slots);
+                        fls_store_destroy(st);
+                        return NULL;
+                }
                 fx->ttl_s = fx->f.ttl_s ? fx->f.ttl_s
                                         : (fx->f.window_ms + lateness_ms) / 1000 + 3600;
         }
@@ -1132,18 +1142,30 @@ int64_t fls_ring_sum(const fls_store_t *st, const fls_hash_t *ring, int fam, int
         size_t nlen = strlen(name);
         int64_t ref = ref_ts / fx->f.bucket_ms;
         int64_t nb = (window_ms + fx->f.bucket_ms - 1) / fx->f.bucket_ms;
-        int64_t sum = 0;
+        int64_t held[1024], sum = 0;
+        int64_t nslots = fx->slots < 1024 ? fx->slots : 1024;
 
-        /* One pass over the fields: "#<slot>" tells which bucket a slot holds; the
-         * counts are summed when that bucket is inside the window. */
+        /* Two linear passes (this runs per scored event): which bucket each slot
+         * holds, then the counts of the slots whose bucket is in the window. */
+        for (int64_t k = 0; k < nslots; k++)
+                held[k] = -1;
         for (size_t i = 0; i < ring->n; i++) {
                 const char *f = ring->fields[i];
-                char mark[24];
-                int64_t bucket;
+                if (f[0] == '#') {
+                        int64_t slot = strtoll(f + 1, NULL, 10);
+                        if (slot >= 0 && slot < nslots)
+                                held[slot] = strtoll(ring->values[i], NULL, 10);
+                }
+        }
+        for (size_t i = 0; i < ring->n; i++) {
+                const char *f = ring->fields[i];
+                int64_t slot, bucket;
                 if (strncmp(f, name, nlen) != 0 || f[nlen] != '@')
                         continue;
-                snprintf(mark, sizeof(mark), "#%s", f + nlen + 1);
-                bucket = fls_hash_int(ring, mark, -1);
+                slot = strtoll(f + nlen + 1, NULL, 10);
+                if (slot < 0 || slot >= nslots)
+                        continue;
+                bucket = held[slot];
                 if (bucket > ref - nb && bucket <= ref)
                         sum += strtoll(ring->values[i], NULL, 10);
         }

@@ -1,0 +1,429 @@
+/*
+ * test_it_shipments: the shipments consumer end to end (Kafka -> Avro -> Redis ->
+ * model -> Kafka) against the real `flashstream broker` process and a real
+ * redis-server:
+ *  - a simulated sale consumed by two instances of the consumer at once: every
+ *    decision decodes, one per CREATED shipment, keyed by order, and the express plus
+ *    priority decisions of every region and hour stay within the capacity, which equals
+ *    what the claim counters in Redis hold;
+ *  - a replay from scratch (partition state wiped, new group) gives the same decision
+ *    ids, the same outcome for every claim, and spends no capacity again;
+ *  - a shipment's statuses sent out of order resolve by event time in its lifecycle.
+ */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "testutil.h"
+
+#define CAP 15
+#define NP  6
+
+static fls_tenv_t env;
+
+static void setup(void)
+{
+        cr_assert_eq(fls_t_init(&env), 0);
+        cr_assert_eq(fls_t_redis_start(&env), 0, "redis-server did not start");
+        cr_assert_eq(fls_t_broker_start(&env, NP), 0, "flashstream broker did not start");
+}
+
+static void teardown(void)
+{
+        fls_t_fini(&env);
+}
+
+TestSuite(it_shipments, .init = setup, .fini = teardown, .timeout = 400);
+
+static int64_t start_ts(void)
+{
+        return ((int64_t)time(NULL) - 600) / 60 * 60000;
+}
+
+static pid_t consume(const char *logname, const char *group)
+{
+        char log[400], grp[128];
+        const char *args[] = {"consume", "shipments", "--batch.max_ms=20",
+                              "--batch.max_messages=300",
+                              "--kafka.session.timeout.ms=6000", "--metrics.port=-1",
+                              /* drained statuses are hours ahead of the wall clock */
+                              "--input.max_future_ms=31536000000",
+                              "--shipments.capacity_per_hour=15", grp, NULL};
+        snprintf(grp, sizeof(grp), "--consumer.group=%s", group);
+        snprintf(log, sizeof(log), "%s/%s.log", env.dir, logname);
+        return fls_t_spawn(&env, log, args);
+}
+
+static long applied(void)
+{
+        long sum = 0;
+        for (int p = 0; p < NP; p++) {
+                char cmd[200], *v;
+                snprintf(cmd, sizeof(cmd), "HGET 'fs:{shipments.%d}:meta' emitted", p);
+                v = fls_t_redis_cli(&env, cmd);
+                if (*v && *v != '\n')
+                        sum += atol(v) + 1;
+                free(v);
+        }
+        return sum;
+}
+
+static void wait_applied(long want)
+{
+        long got = 0;
+        for (int i = 0; i < 1800 && (got = applied()) < want; i++)
+                usleep(100000);
+        cr_assert_eq(got, want, "%ld of %ld shipment events done", got, want);
+}
+
+static void stop(pid_t pid)
+{
+        kill(pid, SIGTERM);
+        cr_assert_eq(fls_t_wait(pid, 10000), 0, "consumer did not exit 0");
+}
+
+/* ---- the simulator's shipments ---------------------------------------------- */
+
+typedef struct {
+        char id[32], order[32], region[16];
+        int64_t ts;
+        int flash;
+        int seen; /* decisions seen for it */
+        int kind[2];
+        char did[2][96];
+} ship_t;
+
+static ship_t *ships;
+static long nships;
+
+static void read_created(void)
+{
+        char path[400], line[2048];
+        FILE *fp;
+        long cap = 1024;
+        snprintf(path, sizeof(path), "%s/sim/shipments.csv", env.dir);
+        fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        ships = calloc((size_t)cap, sizeof(*ships));
+        nships = 0;
+        cr_assert_not_null(fgets(line, sizeof(line), fp));
+        /* event_id,shipment_id,order_id,status,warehouse_id,region,distance_km,
+         * weight_kg,carrier,flash_sale,promised_ts,ts */
+        while (fgets(line, sizeof(line), fp)) {
+                char *f[12], *save = NULL, *s = line;
+                int k = 0;
+                for (; k < 12 && (f[k] = strtok_r(s, ",\n", &save)); k++)
+                        s = NULL;
+                if (k < 12 || strcmp(f[3], "CREATED") != 0)
+                        continue;
+                if (nships == cap) {
+                        cap *= 2;
+                        ships = realloc(ships, (size_t)cap * sizeof(*ships));
+                }
+                memset(&ships[nships], 0, sizeof(ships[0]));
+                snprintf(ships[nships].id, sizeof(ships[0].id), "%s", f[1]);
+                snprintf(ships[nships].order, sizeof(ships[0].order), "%s", f[2]);
+                snprintf(ships[nships].region, sizeof(ships[0].region), "%s", f[5]);
+                ships[nships].flash = strcmp(f[9], "true") == 0;
+                ships[nships].ts = strtoll(f[11], NULL, 10);
+                nships++;
+        }
+        fclose(fp);
+}
+
+static long count_lines(void)
+{
+        char path[400], line[2048];
+        long n = -1;
+        FILE *fp;
+        snprintf(path, sizeof(path), "%s/sim/shipments.csv", env.dir);
+        fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        while (fgets(line, sizeof(line), fp))
+                n++;
+        fclose(fp);
+        return n;
+}
+
+static ship_t *find(const char *id, size_t len)
+{
+        /* ids are "sh<n>" in creation order */
+        long lo = 0, hi = nships - 1;
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)len, id);
+        for (long i = lo; i <= hi; i++)
+                if (strcmp(ships[i].id, key) == 0)
+                        return &ships[i];
+        return NULL;
+}
+
+/* Reads every decision; round r (0 or 1) records the r-th decision of a shipment. */
+static long read_decisions(void)
+{
+        char err[512];
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        fls_codec_t *codec = fls_codec_new(FLS_SCHEMA_DIR, "dispatch-decisions-value", 0,
+                                           1 << 20, err, sizeof(err));
+        rd_kafka_t *rk;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NP);
+        long got = 0, idle = 0;
+        int fid, fsh, fkind, forder, fver;
+
+        cr_assert_not_null(codec, "%s", err);
+        fid = fls_codec_field(codec, "decision_id");
+        fsh = fls_codec_field(codec, "shipment_id");
+        fkind = fls_codec_field(codec, "decision");
+        forder = fls_codec_field(codec, "order_id");
+        fver = fls_codec_field(codec, "model_version");
+        for (long i = 0; i < nships; i++)
+                ships[i].seen = 0;
+        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
+        rd_kafka_conf_set(kc, "group.id", "test-reader", err, sizeof(err));
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
+        cr_assert_not_null(rk, "%s", err);
+        for (int p = 0; p < NP; p++)
+                rd_kafka_topic_partition_list_add(l, "dispatch-decisions", p)->offset =
+                    RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_assign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        while (idle < 30) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+                avro_value_t *v;
+                char detail[256];
+                size_t len, olen, vlen;
+                const char *s, *id, *ver;
+                ship_t *sh;
+                if (!m) {
+                        idle++;
+                        continue;
+                }
+                if (m->err) {
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                idle = 0;
+                cr_assert_eq(fls_codec_decode(codec, m->payload, m->len, &v, detail,
+                                              sizeof(detail)),
+                             FLS_BAD_NONE, "decision does not decode: %s", detail);
+                s = fls_avro_str(v, fsh, &len);
+                sh = find(s, len);
+                cr_assert_not_null(sh, "decision for unknown shipment %.*s", (int)len, s);
+                cr_assert_lt(sh->seen, 2, "%s decided more than twice", sh->id);
+                id = fls_avro_str(v, fid, &len);
+                snprintf(sh->did[sh->seen], sizeof(sh->did[0]), "%.*s", (int)len, id);
+                sh->kind[sh->seen] = fls_avro_enum(v, fkind);
+                fls_avro_str(v, forder, &olen);
+                cr_assert(m->key_len == olen && memcmp(m->key, sh->order, olen) == 0,
+                          "keyed by order");
+                ver = fls_avro_str(v, fver, &vlen);
+                cr_assert(vlen > 13 && strncmp(ver, "delivery-sim@", 13) == 0,
+                          "model version %.*s", (int)vlen, ver);
+                sh->seen++;
+                got++;
+                rd_kafka_message_destroy(m);
+        }
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        fls_codec_destroy(codec);
+        return got;
+}
+
+/* Express + priority per region and hour within CAP; returns the total. */
+static long check_capacity(int round)
+{
+        long total = 0;
+        for (long i = 0; i < nships; i++) {
+                long n = 0;
+                if (ships[i].kind[round] == 0)
+                        continue;
+                total++;
+                for (long k = 0; k < nships; k++)
+                        n += ships[k].kind[round] != 0 &&
+                             strcmp(ships[k].region, ships[i].region) == 0 &&
+                             ships[k].ts / 3600000 == ships[i].ts / 3600000;
+                cr_assert_leq(n, CAP, "%s hour %" PRId64 ": %ld expedited",
+                              ships[i].region, ships[i].ts / 3600000, n);
+        }
+        return total;
+}
+
+/* Sum of the claim counters of every region and hour. */
+static long counters_used(void)
+{
+        char *out = fls_t_redis_cli(
+            &env, "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
+                  "'fs:{dispatch.*}')) do s = s + tonumber(redis.call('HGET', k, "
+                  "'used') or '0') end return s\" 0");
+        long v = atol(out);
+        free(out);
+        return v;
+}
+
+Test(it_shipments, two_instances_capacity_and_replay)
+{
+        char ts[64], out[400], *o = NULL;
+        long want, total, total2, mism = 0, flash_exp = 0;
+        pid_t a, b;
+
+        snprintf(ts, sizeof(ts), "--sim.start_ts=%" PRId64, start_ts());
+        snprintf(out, sizeof(out), "--sim.out_dir=%s/sim", env.dir);
+        {
+                const char *args[] = {"simulate",
+                                      "--sim.realtime=false",
+                                      "--sim.duration_s=20",
+                                      "--sim.sale_start_s=8",
+                                      "--sim.drain=true",
+                                      ts,
+                                      out,
+                                      "--sim.users=2000",
+                                      "--sim.progress_ms=0",
+                                      NULL};
+                cr_assert_eq(fls_t_run(&env, &o, args), 0, "simulate failed");
+                free(o);
+        }
+        read_created();
+        want = count_lines();
+        cr_assert_gt(nships, 100);
+
+        a = consume("a", "g1");
+        b = consume("b", "g1");
+        wait_applied(want);
+        stop(a);
+        stop(b);
+        cr_assert_eq(read_decisions(), nships, "one decision per created shipment");
+        for (long i = 0; i < nships; i++)
+                cr_assert_eq(ships[i].seen, 1, "%s: %d decisions", ships[i].id,
+                             ships[i].seen);
+        total = check_capacity(0);
+        cr_assert_gt(total, 0, "nothing expedited");
+        cr_assert_eq(counters_used(), total, "claim counters and decisions disagree");
+
+        /* Replay from scratch: the partitions' state is wiped (not the global claim
+         * counters), a new group reads the topic from the start. */
+        free(fls_t_redis_cli(&env,
+                             "EVAL \"for _, k in ipairs(redis.call('KEYS', "
+                             "'fs:{shipments.*')) do redis.call('DEL', k) end\" 0"));
+        cr_assert_eq(applied(), 0);
+        a = consume("replay", "g2");
+        wait_applied(want);
+        stop(a);
+        cr_assert_eq(read_decisions(), 2 * nships);
+        for (long i = 0; i < nships; i++) {
+                ship_t *s = &ships[i];
+                cr_assert_eq(s->seen, 2, "%s: %d decisions", s->id, s->seen);
+                cr_assert_str_eq(s->did[0], s->did[1], "ids differ on replay");
+                /* A claim made once has the same outcome; a shipment that wanted
+                 * no capacity the first time may want it now (its features were
+                 * read after a differently cut batch) and can only be refused. */
+                if (s->flash) {
+                        cr_assert_eq(s->kind[0] != 0, s->kind[1] != 0,
+                                     "%s: flash outcome changed on replay", s->id);
+                        flash_exp += s->kind[0] != 0;
+                }
+                mism += s->kind[0] != s->kind[1];
+        }
+        total2 = check_capacity(1);
+        cr_assert_eq(counters_used(), total, "the replay spent capacity again");
+        cr_assert_leq(total2, total);
+        cr_assert_gt(flash_exp, 0);
+        cr_log_info("%ld shipments, %ld expedited, %ld kinds changed on replay", nships,
+                    total, mism);
+}
+
+/* ---- out-of-order lifecycle ------------------------------------------------------ */
+
+static void produce_status(rd_kafka_t *rk, fls_codec_t *c, const char *status_sym,
+                           int status, int64_t ts, int64_t created)
+{
+        char err[512];
+        const void *buf;
+        size_t len;
+        avro_value_t *v = fls_codec_out(c);
+        char eid[64];
+        snprintf(eid, sizeof(eid), "ooo-%s", status_sym);
+        cr_assert_eq(
+            fls_avro_set_str(v, fls_codec_field(c, "event_id"), eid, strlen(eid)), 0);
+        fls_avro_set_str(v, fls_codec_field(c, "shipment_id"), "shX", 3);
+        fls_avro_set_str(v, fls_codec_field(c, "order_id"), "oX", 2);
+        fls_avro_set_enum(v, fls_codec_field(c, "status"), status);
+        fls_avro_set_str(v, fls_codec_field(c, "warehouse_id"), "w1", 2);
+        fls_avro_set_str(v, fls_codec_field(c, "region"), "rX", 2);
+        fls_avro_set_double(v, fls_codec_field(c, "distance_km"), 120);
+        fls_avro_set_double(v, fls_codec_field(c, "weight_kg"), 1.5);
+        fls_avro_set_str(v, fls_codec_field(c, "carrier"), "parcelnet", 9);
+        fls_avro_set_bool(v, fls_codec_field(c, "flash_sale"), 0);
+        fls_avro_set_long(v, fls_codec_field(c, "promised_ts"), created + 24 * 3600000LL);
+        fls_avro_set_long(v, fls_codec_field(c, "ts"), ts);
+        cr_assert_eq(fls_codec_encode(c, &buf, &len, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(
+            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("shipments"), RD_KAFKA_V_KEY("shX", 3),
+                              RD_KAFKA_V_VALUE((void *)buf, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+            0);
+}
+
+Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
+{
+        char err[512], *keys, key[200];
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        fls_codec_t *c = fls_codec_new(FLS_SCHEMA_DIR, "shipments-value", 0, 1 << 16, err,
+                                       sizeof(err));
+        rd_kafka_t *rk;
+        int64_t t0 = start_ts();
+        pid_t pid;
+        char *v;
+
+        cr_assert_not_null(c, "%s", err);
+        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+        cr_assert_not_null(rk, "%s", err);
+        /* Delivered first, then in transit, then created, then picked. */
+        produce_status(rk, c, "DELIVERED", 4, t0 + 5 * 60000, t0);
+        produce_status(rk, c, "IN_TRANSIT", 3, t0 + 3 * 60000, t0);
+        produce_status(rk, c, "CREATED", 0, t0, t0);
+        produce_status(rk, c, "PICKED", 1, t0 + 60000, t0);
+        cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+        rd_kafka_destroy(rk);
+        fls_codec_destroy(c);
+
+        pid = consume("ooo", "g3");
+        wait_applied(4);
+        stop(pid);
+        keys = fls_t_redis_cli(&env, "--raw KEYS 'fs:{shipments.*}:sh:shX'");
+        cr_assert(strncmp(keys, "fs:{shipments.", 14) == 0, "no lifecycle: %s", keys);
+        keys[strcspn(keys, "\n")] = '\0';
+        {
+                const char *fields[] = {"ts_created", "ts_picked", "ts_in_transit",
+                                        "ts_delivered"};
+                const int64_t want[] = {t0, t0 + 60000, t0 + 3 * 60000, t0 + 5 * 60000};
+                for (int i = 0; i < 4; i++) {
+                        snprintf(key, sizeof(key), "--raw HGET '%s' %s", keys, fields[i]);
+                        v = fls_t_redis_cli(&env, key);
+                        cr_assert_eq(strtoll(v, NULL, 10), want[i], "%s: %s", fields[i],
+                                     v);
+                        free(v);
+                }
+                snprintf(key, sizeof(key), "--raw HGET '%s' rank", keys);
+                v = fls_t_redis_cli(&env, key);
+                cr_assert_eq(atoi(v), 4, "furthest step is DELIVERED: %s", v);
+                free(v);
+                /* The delivery fed its 5 minutes back into the carrier's ring. */
+                snprintf(key, sizeof(key),
+                         "--raw EVAL \"local k = redis.call('KEYS', "
+                         "'fs:{shipments.*}:c:parcelnet') return {redis.call('HGET', "
+                         "k[1], 'dlv_n@%d'), redis.call('HGET', k[1], 'dlv_ms@%d')}\" 0",
+                         (int)((t0 + 5 * 60000) / 3600000 % 24),
+                         (int)((t0 + 5 * 60000) / 3600000 % 24));
+                v = fls_t_redis_cli(&env, key);
+                cr_assert_str_eq(v, "1\n300000\n", "carrier ring: %s", v);
+                free(v);
+        }
+        free(keys);
+}
