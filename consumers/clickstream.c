@@ -189,8 +189,8 @@ static const fls_conf_def_t conf[] = {
      "Intent LSTM (flashstream train intent-sim); relative paths from the working "
      "directory.",
      "consume"},
-    {"clickstream.participation_model", FLS_CONF_STR, FLS_MODEL_DIR "/participation.flsm", 1, 0,
-     "Participation forest (flashstream train participation).", "consume"},
+    {"clickstream.participation_model", FLS_CONF_STR, FLS_MODEL_DIR "/participation.flsm",
+     1, 0, "Participation forest (flashstream train participation).", "consume"},
     {"clickstream.coupon_min_intent", FLS_CONF_DBL, "0.3", 0, 1,
      "Lowest intent score for a coupon, before pacing raises it.", "consume"},
     {"clickstream.coupon_max_intent", FLS_CONF_DBL, "0.85", 0, 1,

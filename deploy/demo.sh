@@ -331,8 +331,17 @@ if [ -n "$USER_ID" ]; then
         2>>"$RUNDIR/features.log" || say "features failed; see $RUNDIR/features.log"
 fi
 
+# the decisions judged against the simulator's ground truth
+for name in "${CONSUMERS[@]}"; do
+    echo
+    echo "\$ flashstream judge $name $RUNDIR/sim"
+    "$BIN" judge "$name" "$RUNDIR/sim" --redis.port="$REDIS_PORT" \
+        --bootstrap.file="$BOOTSTRAP_FILE" 2>>"$RUNDIR/judge.log" ||
+        say "judge $name: no verdict; see $RUNDIR/judge.log"
+done
+
 echo
-echo "logs: $RUNDIR/{clickstream,orders,shipments,simulate,broker,redis}.log, events in $RUNDIR/sim/"
+echo "logs: $RUNDIR/{clickstream,orders,shipments,simulate,broker,redis,judge}.log, events in $RUNDIR/sim/"
 
 # ---- 6. stop ---------------------------------------------------------------------------
 

@@ -41,8 +41,9 @@ Test(readme, configuration_table_is_current)
         cr_assert(begin && end && end > begin, "README has no config markers");
         begin += strlen("<!-- config:begin -->\n");
         *end = '\0';
-        cr_assert_str_eq(begin, table,
-                         "README's configuration table is stale: run deploy/readme-config.sh");
+        cr_assert_str_eq(
+            begin, table,
+            "README's configuration table is stale: run deploy/readme-config.sh");
         free(readme);
         free(table);
 }

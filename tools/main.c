@@ -10,6 +10,9 @@
 
 #include "clickstream.h"
 #include "cmd.h"
+#include "judge_clickstream.h"
+#include "judge_orders.h"
+#include "judge_shipments.h"
 #include "log.h"
 #include "orders.h"
 #include "settings.h"
@@ -32,7 +35,10 @@ static const struct {
     {"train", "MODEL --data PATH --out FILE [--seed N]", "Train a model."},
     {"eval", "MODEL --model FILE --data PATH [--from T] [--until T]",
      "Evaluate a model against its baselines (one JSON line)."},
-    {"config", "--markdown", "Print the configuration table (markdown for the README)."},
+    {"judge", "clickstream|orders|shipments SIM_DIR",
+     "Judge a consumer's decisions (read from its output topic) against the simulator's "
+     "ground truth in SIM_DIR."},
+    {"config", "", "Print the configuration table (markdown for the README)."},
     {NULL, NULL, NULL},
 };
 
@@ -158,6 +164,17 @@ int main(int argc, char **argv)
                 rc = fls_cmd_simulate(conf, argc, argv);
         } else if (strcmp(cmd, "features") == 0) {
                 rc = fls_cmd_features(conf, argc, argv);
+        } else if (strcmp(cmd, "judge") == 0) {
+                if (argc >= 2 && strcmp(argv[1], "clickstream") == 0)
+                        rc = fls_judge_clickstream(conf, argc - 1, argv + 1);
+                else if (argc >= 2 && strcmp(argv[1], "orders") == 0)
+                        rc = fls_judge_orders(conf, argc - 1, argv + 1);
+                else if (argc >= 2 && strcmp(argv[1], "shipments") == 0)
+                        rc = fls_judge_shipments(conf, argc - 1, argv + 1);
+                else {
+                        usage(stderr, conf, "judge");
+                        rc = 2;
+                }
         } else if (strcmp(cmd, "config") == 0) {
                 fls_conf_print_markdown(conf, stdout);
                 rc = 0;
