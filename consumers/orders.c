@@ -176,6 +176,7 @@ typedef struct {
         int idx[F__N], out[O__N];
         const fls_store_t *store;
         fls_model_t *demand, *inventory;
+        char demand_path[512], inventory_path[512];
         char versions[256];
         int64_t lead_ms, safety_ms;
         char *lead_map; /* "w1=300,w2=90" */
@@ -222,6 +223,32 @@ static fls_model_t *load_model(const char *path, const char *const *names, size_
                 return NULL;
         }
         return m;
+}
+
+/* The reload callback: both files are loaded and checked before either replaces
+ * the one serving, so a bad file changes nothing. */
+static int reload(void *app, char *errstr, size_t errstr_size)
+{
+        orders_t *o = app;
+        fls_model_t *d, *inv;
+
+        d = load_model(o->demand_path, fls_dsim_feature_names(), FLS_DSIM_NF, FLS_DSIM_T,
+                       o->max_rows, errstr, errstr_size);
+        if (!d)
+                return -1;
+        inv = load_model(o->inventory_path, fls_inv_feature_names(), FLS_INV_NF, 1,
+                         o->max_rows, errstr, errstr_size);
+        if (!inv) {
+                fls_model_destroy(d);
+                return -1;
+        }
+        fls_model_destroy(o->demand);
+        fls_model_destroy(o->inventory);
+        o->demand = d;
+        o->inventory = inv;
+        snprintf(o->versions, sizeof(o->versions), "%s@%s,%s@%s", fls_model_name(d),
+                 fls_model_version(d), fls_model_name(inv), fls_model_version(inv));
+        return 0;
 }
 
 static void destroy(void *app)
@@ -284,6 +311,10 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
         o->slots = fls_store_family_slots(env->store, 0);
         rows = (size_t)fls_conf_int(c, "batch.max_messages");
         o->max_rows = rows;
+        snprintf(o->demand_path, sizeof(o->demand_path), "%s",
+                 fls_conf_str(c, "orders.demand_model"));
+        snprintf(o->inventory_path, sizeof(o->inventory_path), "%s",
+                 fls_conf_str(c, "orders.inventory_model"));
         o->demand =
             load_model(fls_conf_str(c, "orders.demand_model"), fls_dsim_feature_names(),
                        FLS_DSIM_NF, FLS_DSIM_T, rows, errstr, errstr_size);
@@ -841,4 +872,5 @@ const fls_app_t fls_orders_app = {
     .check = check,
     .update = update,
     .decide = decide,
+    .reload = reload,
 };

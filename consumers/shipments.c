@@ -231,14 +231,6 @@ void fls_shipments_capacity_counter(const char *region, size_t len, int64_t ts_m
 
 /* ---- model ---------------------------------------------------------------------- */
 
-static volatile sig_atomic_t reload_asked;
-
-static void on_hup(int sig)
-{
-        (void)sig;
-        reload_asked = 1;
-}
-
 /* Loads, checks and sizes a model; NULL with errstr naming the file and problem. */
 static fls_model_t *model_open(const char *path, size_t rows, char *errstr,
                                size_t errstr_size)
@@ -276,18 +268,16 @@ static void model_use(shipments_t *s, fls_model_t *m)
                  fls_model_version(m));
 }
 
-int fls_shipments_check_reload(void *app, char *errstr, size_t errstr_size)
+int fls_shipments_reload(void *app, char *errstr, size_t errstr_size)
 {
         shipments_t *s = app;
-        fls_model_t *m;
-        if (!reload_asked)
-                return 0;
-        reload_asked = 0;
-        m = model_open(s->model_path, s->reserve, errstr, errstr_size);
+        fls_model_t *m = model_open(s->model_path, s->reserve, errstr, errstr_size);
         if (!m)
                 return -1;
         model_use(s, m);
-        return 1;
+        fls_log(FLS_LOG_INFO, "shipments", "model reloaded from %s: %s", s->model_path,
+                s->version);
+        return 0;
 }
 
 const char *fls_shipments_model_version(const void *app)
@@ -320,7 +310,6 @@ static void destroy(void *app)
 static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errstr_size)
 {
         shipments_t *s = calloc(1, sizeof(*s));
-        struct sigaction sa;
         int64_t batch = fls_conf_int(env->conf, "batch.max_messages");
 
         if (!s) {
@@ -363,11 +352,6 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
                 }
                 model_use(s, m);
         }
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_hup;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGHUP, &sa, NULL);
         *appp = s;
         return 0;
 }
@@ -661,22 +645,10 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
 {
         static const char *const courier[] = {"standard", "express", "priority"};
         shipments_t *s = app;
-        char id[512], reason[160], err[512];
+        char id[512], reason[160];
         size_t n = 0, m;
         fls_claims_t *claims;
 
-        switch (fls_shipments_check_reload(s, err, sizeof(err))) {
-        case -1:
-                fls_log(FLS_LOG_ERROR, "shipments",
-                        "model reload rejected, %s keeps serving: %s", s->version, err);
-                break;
-        case 1:
-                fls_log(FLS_LOG_INFO, "shipments", "model reloaded from %s: %s",
-                        s->model_path, s->version);
-                break;
-        default:
-                break;
-        }
         feedback(s, b, emit);
 
         work_grow(s, s->npend);
@@ -795,4 +767,5 @@ const fls_app_t fls_shipments_app = {
     .check = check,
     .update = update,
     .decide = decide,
+    .reload = fls_shipments_reload,
 };

@@ -58,10 +58,10 @@ void fls_shipments_settle(fls_dispatch_case_t *c, int granted);
 void fls_shipments_capacity_counter(const char *region, size_t len, int64_t ts_ms,
                                     char *buf, size_t size);
 
-/* Model reload: a SIGHUP (handler installed by init) asks for it; decide() calls
- * this before scoring. Returns 1 after a reload, 0 when none was asked, -1 when the
- * new file was rejected (errstr says why; the old model keeps serving). */
-int fls_shipments_check_reload(void *app, char *errstr, size_t errstr_size);
+/* Model reload (the app's reload callback, called by the runner after SIGHUP): 0
+ * after a reload, -1 when the new file was rejected (errstr says why; the old model
+ * keeps serving). */
+int fls_shipments_reload(void *app, char *errstr, size_t errstr_size);
 /* "name@version" of the model serving now. */
 const char *fls_shipments_model_version(const void *app);
 

@@ -340,6 +340,14 @@ Test(pipeline, full_run_features_and_decisions)
         wait_applied("clickstream", count_lines("clickstream.csv"));
         wait_applied("orders", count_lines("orders.csv"));
         wait_applied("shipments", count_lines("shipments.csv"));
+        /* SIGHUP reloads the models without a restart. */
+        for (int i = 0; i < 3; i++)
+                kill(c[i], SIGHUP);
+        for (int i = 0; i < 100 && log_count("orders", "SIGHUP: models reloaded") == 0;
+             i++)
+                usleep(50000);
+        cr_assert_eq(log_count("orders", "SIGHUP: models reloaded"), 1);
+        cr_assert_eq(log_count("shipments", "SIGHUP: models reloaded"), 1);
         for (int i = 0; i < 3; i++)
                 stop(c[i]);
         check_users(100);

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,35 @@ struct runner {
         fls_gauge_t *m_lag;
 };
 typedef struct runner runner_t;
+
+/* SIGHUP asks for a model reload; set by the handler, served between batches. */
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+        (void)sig;
+        hup = 1;
+}
+
+static void serve_reload(runner_t *r)
+{
+        char err[512];
+
+        if (!hup)
+                return;
+        hup = 0;
+        if (!r->app->reload) {
+                fls_log(FLS_LOG_INFO, "runner", "SIGHUP: %s has no models to reload",
+                        r->app->name);
+                return;
+        }
+        if (r->app->reload(r->ctx, err, sizeof(err)))
+                fls_log(FLS_LOG_ERROR, "runner",
+                        "SIGHUP: reload rejected, the previous models keep serving: %s",
+                        err);
+        else
+                fls_log(FLS_LOG_INFO, "runner", "SIGHUP: models reloaded");
+}
 
 static double now_s(void)
 {
@@ -898,6 +928,14 @@ int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *s
         int idle = 0;
 
         memset(&r, 0, sizeof(r));
+        { /* before anything slow: a SIGHUP must never kill a consumer */
+                struct sigaction sa;
+                memset(&sa, 0, sizeof(sa));
+                sa.sa_handler = on_hup;
+                sa.sa_flags = SA_RESTART;
+                sigemptyset(&sa.sa_mask);
+                sigaction(SIGHUP, &sa, NULL);
+        }
         r.app = app;
         r.conf = conf;
         r.stop = stop;
@@ -928,6 +966,7 @@ int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *s
                         }
                         r.msgs[good++] = m;
                 }
+                serve_reload(&r);
                 if (good)
                         process(&r, good);
                 for (size_t k = 0; k < good; k++)

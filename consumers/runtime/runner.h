@@ -68,6 +68,10 @@ typedef struct fls_app {
          * batch, produced through emit. */
         int (*decide)(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                       size_t errstr_size);
+        /* Optional: reloads the app's model files after SIGHUP, between batches. On
+         * failure (a missing, corrupt or mismatched file) the app keeps what it had
+         * and returns -1 with errstr; the runner logs it and goes on. */
+        int (*reload)(void *app, char *errstr, size_t errstr_size);
 } fls_app_t;
 
 /* The decision's output value to fill (reset). */
