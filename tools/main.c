@@ -71,6 +71,27 @@ static void usage(FILE *out, const fls_conf_t *conf, const char *cmd)
                 fls_conf_print_help(conf, cmd, out);
 }
 
+/* The markdown table of every key, with the build's checkout folder left out of the
+ * default paths (schema.dir, model files), so that the README does not depend on where
+ * the repository was cloned. */
+static int print_config(const fls_conf_t *conf)
+{
+        static const char src[] = FLS_SOURCE_DIR "/";
+        char *buf = NULL, *p, *hit;
+        size_t len = 0;
+        FILE *mem = open_memstream(&buf, &len);
+
+        if (!mem)
+                return 1;
+        fls_conf_print_markdown(conf, mem);
+        fclose(mem);
+        for (p = buf; (hit = strstr(p, src)); p = hit + strlen(src))
+                fwrite(p, 1, (size_t)(hit - p), stdout);
+        fputs(p, stdout);
+        free(buf);
+        return 0;
+}
+
 /* --config FILE / -c FILE / --config=FILE, taken out of argv so that the file is
  * loaded before the environment and the flags. */
 static const char *take_config(int *argcp, char **argv)
@@ -176,8 +197,7 @@ int main(int argc, char **argv)
                         rc = 2;
                 }
         } else if (strcmp(cmd, "config") == 0) {
-                fls_conf_print_markdown(conf, stdout);
-                rc = 0;
+                rc = print_config(conf);
         } else if (strcmp(cmd, "consume") == 0) {
                 const fls_app_t *app = NULL;
                 for (int i = 0; apps[i] && argc == 2; i++)
