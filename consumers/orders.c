@@ -39,6 +39,8 @@
  */
 #include "orders.h"
 
+#include "arena.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -187,8 +189,7 @@ typedef struct {
         uint64_t poll;
         struct pending *pend;
         size_t npend, pend_cap;
-        char *text;
-        size_t text_len, text_cap;
+        fls_arena_t text; /* strings decide() needs, per poll */
         struct overlay *ov;
         size_t ov_cap;
         /* per batch: entity key index -> pending index + 1 */
@@ -260,7 +261,7 @@ static void destroy(void *app)
         fls_model_destroy(o->inventory);
         free(o->lead_map);
         free(o->pend);
-        free(o->text);
+        fls_arena_free(&o->text);
         free(o->ov);
         free(o->ent2p);
         free(o->xd);
@@ -283,22 +284,9 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
-        for (int i = 0; i < F__N; i++) {
-                o->idx[i] = fls_codec_field(env->in, field_names[i]);
-                if (o->idx[i] < 0) {
-                        snprintf(errstr, errstr_size, "OrderEvent has no field '%s'",
-                                 field_names[i]);
-                        goto fail;
-                }
-        }
-        for (int i = 0; i < O__N; i++) {
-                o->out[i] = fls_codec_field(env->out, out_names[i]);
-                if (o->out[i] < 0) {
-                        snprintf(errstr, errstr_size, "RestockSignal has no field '%s'",
-                                 out_names[i]);
-                        goto fail;
-                }
-        }
+        if (fls_codec_fields(env->in, field_names, F__N, o->idx, errstr, errstr_size) ||
+            fls_codec_fields(env->out, out_names, O__N, o->out, errstr, errstr_size))
+                goto fail;
         o->store = env->store;
         o->lead_ms = fls_conf_int(c, "orders.lead_time_s") * 1000;
         o->safety_ms = fls_conf_int(c, "orders.safety_s") * 1000;
@@ -415,26 +403,6 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         return FLS_BAD_NONE;
 }
 
-static size_t keep(orders_t *o, const char *s, size_t len)
-{
-        size_t off = o->text_len;
-        if (o->text_len + len + 1 > o->text_cap) {
-                size_t cap = o->text_cap ? o->text_cap : 4096;
-                char *t;
-                while (cap < o->text_len + len + 1)
-                        cap *= 2;
-                t = realloc(o->text, cap);
-                if (!t)
-                        abort(); /* bounded by batch.max_messages */
-                o->text = t;
-                o->text_cap = cap;
-        }
-        memcpy(o->text + off, s, len);
-        o->text[off + len] = '\0';
-        o->text_len += len + 1;
-        return off;
-}
-
 /* The ordinal of this line among the lines of the same order, SKU, warehouse, group
  * and event time seen recently (0 for the first). */
 static int line_ordinal(orders_t *o, int group, const char *key, size_t keylen,
@@ -485,7 +453,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 o->poll = ev->poll;
                 o->npend = 0;
                 o->cur_first = 0;
-                o->text_len = 0;
+                fls_arena_reset(&o->text);
                 for (size_t k = 0; k < o->ov_cap; k++)
                         o->ov[k].keylen = 0;
         }
@@ -552,7 +520,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 p->partition = ev->partition;
                 p->read_h = fls_batch_read(b, e, -1);
                 p->read_ring = fls_batch_read(b, e, 0);
-                p->key = keep(o, ev->key, ev->keylen);
+                p->key = fls_arena_add(&o->text, ev->key, ev->keylen);
                 p->keylen = ev->keylen;
                 p->skulen = slen;
         }
@@ -621,7 +589,7 @@ static struct overlay *ov_find(orders_t *o, const char *key, size_t len, int cre
                 struct overlay *v = &o->ov[i];
                 if (v->keylen == 0)
                         return create ? v : NULL;
-                if (v->keylen == len && memcmp(o->text + v->key, key, len) == 0)
+                if (v->keylen == len && memcmp(o->text.buf + v->key, key, len) == 0)
                         return v;
         }
 }
@@ -631,7 +599,7 @@ static int emit_signal(orders_t *o, fls_emit_t *emit, const struct pending *p, i
                        int64_t qty, int64_t stockout_ts, const char *reason, char *errstr,
                        size_t errstr_size)
 {
-        const char *key = o->text + p->key;
+        const char *key = o->text.buf + p->key;
         avro_value_t *out = fls_emit_begin(emit);
         char id[512];
 
@@ -661,7 +629,7 @@ static void defer_state(orders_t *o, fls_emit_t *emit, const struct pending *p,
                         const struct sigstate *st)
 {
         char ent[300], v[32];
-        snprintf(ent, sizeof(ent), "sw:%.*s", (int)p->keylen, o->text + p->key);
+        snprintf(ent, sizeof(ent), "sw:%.*s", (int)p->keylen, o->text.buf + p->key);
         snprintf(v, sizeof(v), "%d", st->kind);
         fls_emit_defer(emit, p->partition, ent, FLS_DEFER_SET, "sig_kind", 0, v);
         snprintf(v, sizeof(v), "%d", st->level);
@@ -713,7 +681,7 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 return -1;
         for (k = 0; k < n; k++) {
                 struct pending *p = &o->pend[first + k];
-                const char *key = o->text + p->key;
+                const char *key = o->text.buf + p->key;
                 int64_t b0 = p->ts / 60000;
                 float r1, r5 = 0, r15 = 0, r60 = 0;
                 double cover;
@@ -741,7 +709,7 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
         for (k = 0; k < n; k++) {
                 struct pending *p = &o->pend[first + k];
                 const fls_hash_t *h = fls_batch_reply(b, p->read_h);
-                const char *key = o->text + p->key;
+                const char *key = o->text.buf + p->key;
                 int64_t lead = lead_of(o, key + p->skulen + 1, p->keylen - p->skulen - 1);
                 double cover = (double)(lead + o->safety_ms);
                 int64_t on_hand = fls_hash_int(h, "stock", 0);

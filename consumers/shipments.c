@@ -39,6 +39,8 @@
  */
 #include "shipments.h"
 
+#include "arena.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -125,9 +127,8 @@ typedef struct {
         size_t npend, pend_cap;
         struct feedback *fb;
         size_t nfb, fb_cap;
-        char *text;
-        size_t text_len, text_cap;
-        uint64_t poll; /* the poll pend[] belongs to */
+        fls_arena_t text; /* strings decide() needs, per poll */
+        uint64_t poll;    /* the poll pend[] belongs to */
         /* decide()'s reused buffers, grown to the largest batch seen */
         float *x, *mu, *sd;
         fls_dispatch_case_t *cases;
@@ -295,7 +296,7 @@ static void destroy(void *app)
         fls_model_destroy(s->model);
         free(s->pend);
         free(s->fb);
-        free(s->text);
+        fls_arena_free(&s->text);
         free(s->x);
         free(s->mu);
         free(s->sd);
@@ -316,14 +317,9 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
-        for (int i = 0; i < F__N; i++) {
-                s->idx[i] = fls_codec_field(env->in, field_names[i]);
-                if (s->idx[i] < 0) {
-                        snprintf(errstr, errstr_size, "ShipmentEvent has no field '%s'",
-                                 field_names[i]);
-                        destroy(s);
-                        return -1;
-                }
+        if (fls_codec_fields(env->in, field_names, F__N, s->idx, errstr, errstr_size)) {
+                destroy(s);
+                return -1;
         }
         for (int i = 0; i < NSLOT; i++) {
                 snprintf(s->f_bucket[i], sizeof(s->f_bucket[i]), "dlv#%d", i);
@@ -396,26 +392,6 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         return FLS_BAD_NONE;
 }
 
-static size_t keep(shipments_t *s, const char *str, size_t len)
-{
-        size_t off = s->text_len;
-        if (s->text_len + len + 1 > s->text_cap) {
-                size_t cap = s->text_cap ? s->text_cap : 4096;
-                char *t;
-                while (cap < s->text_len + len + 1)
-                        cap *= 2;
-                t = realloc(s->text, cap);
-                if (!t)
-                        abort(); /* bounded by batch.max_messages */
-                s->text = t;
-                s->text_cap = cap;
-        }
-        memcpy(s->text + off, str, len);
-        s->text[off + len] = '\0';
-        s->text_len += len + 1;
-        return off;
-}
-
 static void *grow(void *p, size_t *cap, size_t need, size_t size)
 {
         size_t c = *cap ? *cap : 256;
@@ -448,7 +424,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 s->poll = ev->poll;
                 s->npend = 0;
                 s->nfb = 0;
-                s->text_len = 0;
+                fls_arena_reset(&s->text);
         }
         n = snprintf(ent, sizeof(ent), "sh:%.*s", (int)ev->keylen, ev->key);
         sh = fls_batch_entity(b, ent, (size_t)n);
@@ -488,8 +464,8 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 f->ship_read = fls_batch_read(b, sh, -1);
                 f->region_read = fls_batch_read(b, r, -1);
                 f->carrier_read = fls_batch_read(b, c, -1);
-                f->region = keep(s, ent, (size_t)n);
-                f->carrier = keep(s, cent, (size_t)cn);
+                f->region = fls_arena_add(&s->text, ent, (size_t)n);
+                f->carrier = fls_arena_add(&s->text, cent, (size_t)cn);
                 return;
         }
         if (status != CREATED)
@@ -509,11 +485,11 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 p->load_read = fls_batch_read(b, r, FAM_LOAD);
                 p->region_read = fls_batch_read(b, r, -1);
                 p->carrier_read = fls_batch_read(b, c, -1);
-                p->order = keep(s, order, olen);
+                p->order = fls_arena_add(&s->text, order, olen);
                 p->order_len = olen;
-                p->shipment = keep(s, ev->key, ev->keylen);
+                p->shipment = fls_arena_add(&s->text, ev->key, ev->keylen);
                 p->shipment_len = ev->keylen;
-                p->region = keep(s, region, rlen);
+                p->region = fls_arena_add(&s->text, region, rlen);
                 p->region_len = rlen;
         }
 }
@@ -626,7 +602,7 @@ static void feedback(shipments_t *s, fls_batch_t *b, fls_emit_t *emit)
         for (size_t k = 0; k < s->nacc; k++) {
                 /* SET takes its value as text (copied by fls_emit_defer). */
                 const struct slot_acc *a = &s->acc[k];
-                const char *ent = s->text + a->entity;
+                const char *ent = s->text.buf + a->entity;
                 char vb[24], vm[24], vn[24];
                 snprintf(vb, sizeof(vb), "%" PRId64, a->bucket);
                 snprintf(vm, sizeof(vm), "%" PRId64, a->ms);
@@ -709,8 +685,9 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 for (size_t j = 0; j < m; j++) {
                         const struct pending *p = &s->pend[s->sel[s->order[j]]];
                         char counter[256];
-                        fls_shipments_capacity_counter(s->text + p->region, p->region_len,
-                                                       p->ts, counter, sizeof(counter));
+                        fls_shipments_capacity_counter(s->text.buf + p->region,
+                                                       p->region_len, p->ts, counter,
+                                                       sizeof(counter));
                         fls_emit_id(emit, p->partition, p->offset, "dispatch", id,
                                     sizeof(id));
                         fls_claims_add(claims, counter, id, 1, s->capacity);
@@ -725,7 +702,7 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
         for (size_t k = 0; k < n; k++) {
                 const struct pending *p = &s->pend[s->sel[k]];
                 fls_dispatch_case_t *c = &s->cases[k];
-                const char *order = s->text + p->order;
+                const char *order = s->text.buf + p->order;
                 avro_value_t *out;
                 fls_shipments_settle(c, s->granted[k]);
                 out = fls_emit_begin(emit);
@@ -734,7 +711,8 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                          c->p_late, c->cost);
                 if (fls_avro_set_str(out, 0, id, strlen(id)) ||
                     fls_avro_set_str(out, 1, order, p->order_len) ||
-                    fls_avro_set_str(out, 2, s->text + p->shipment, p->shipment_len) ||
+                    fls_avro_set_str(out, 2, s->text.buf + p->shipment,
+                                     p->shipment_len) ||
                     fls_avro_set_double(out, 3, c->mu_h) ||
                     fls_avro_set_double(out, 4, c->spread_h) ||
                     fls_avro_set_long(out, 5, p->promised) ||

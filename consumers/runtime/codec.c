@@ -548,6 +548,20 @@ int fls_codec_field(const fls_codec_t *c, const char *name)
         return avro_schema_record_field_get_index(c->reader, name);
 }
 
+int fls_codec_fields(const fls_codec_t *c, const char *const *names, int n, int *idx,
+                     char *errstr, size_t errstr_size)
+{
+        for (int i = 0; i < n; i++) {
+                idx[i] = fls_codec_field(c, names[i]);
+                if (idx[i] < 0) {
+                        snprintf(errstr, errstr_size, "%s has no field '%s'",
+                                 avro_schema_name(c->reader), names[i]);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
 /* ---- validating walk ---------------------------------------------------- */
 
 struct walk {

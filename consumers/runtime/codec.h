@@ -56,6 +56,9 @@ fls_bad_t fls_codec_decode(fls_codec_t *codec, const void *buf, size_t len,
 
 /* Index of a field of the reader record by name, -1 when absent; for start-up. */
 int fls_codec_field(const fls_codec_t *codec, const char *name);
+/* Indexes of n fields at once; fails naming the first one the record lacks. */
+int fls_codec_fields(const fls_codec_t *codec, const char *const *names, int n, int *idx,
+                     char *errstr, size_t errstr_size);
 
 /* Output side: fls_codec_out() resets and returns the codec's value to fill (reader
  * schema); fls_codec_encode() frames it with reader_id into the codec's buffer,
