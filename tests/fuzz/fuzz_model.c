@@ -51,7 +51,8 @@ static void fill_rows(float *x, size_t n)
 static int same(const float *a, const float *b, size_t n)
 {
         for (size_t i = 0; i < n; i++)
-                if (memcmp(&a[i], &b[i], sizeof(float)) != 0 && !(isnan(a[i]) && isnan(b[i])))
+                if (memcmp(&a[i], &b[i], sizeof(float)) != 0 &&
+                    !(isnan(a[i]) && isnan(b[i])))
                         return 0;
         return 1;
 }
@@ -76,7 +77,7 @@ static void check(fls_model_t *m)
         size_t nf = fls_model_nfeatures(m), t = fls_model_seq_len(m), cells;
         const char **names;
         float *x, out1[2 * ROWS] = {0}, out2[2 * ROWS] = {0}, sp1[ROWS] = {0},
-                  sp2[ROWS] = {0};
+                           sp2[ROWS] = {0};
         const char *path = fls_fuzz_path("b");
         fls_model_t *again;
         char err[512];

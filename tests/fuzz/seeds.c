@@ -116,10 +116,9 @@ static int fill(avro_value_t *rec, int v)
                         rc = fls_avro_set_bool(rec, idx, v & 1);
                         break;
                 case AVRO_ENUM:
-                        rc = fls_avro_set_enum(
-                            rec, idx,
-                            v % avro_schema_enum_number_of_symbols(
-                                    avro_value_get_schema(&f)));
+                        rc = fls_avro_set_enum(rec, idx,
+                                               v % avro_schema_enum_number_of_symbols(
+                                                       avro_value_get_schema(&f)));
                         break;
                 case AVRO_ARRAY:
                         for (int k = 0; k < v % 4 && !rc; k++) {
@@ -159,9 +158,9 @@ static int codec_seeds(void)
         uint8_t seed[4096];
 
         for (size_t s = 0; s < sizeof(subj) / sizeof(subj[0]); s++) {
-                fls_codec_t *c = fls_codec_new(subj[s].dir, subj[s].subject,
-                                               subj[s].reader_id, 1 << 20, err,
-                                               sizeof(err));
+                fls_codec_t *c =
+                    fls_codec_new(subj[s].dir, subj[s].subject, subj[s].reader_id,
+                                  1 << 20, err, sizeof(err));
                 if (!c) {
                         fprintf(stderr, "seeds: %s\n", err);
                         return -1;
@@ -198,21 +197,23 @@ static int codec_seeds(void)
 
 static int conf_seeds(void)
 {
-        const fls_conf_def_t *tables[] = {fls_settings_conf,        fls_broker_conf,
-                                          fls_simulate_conf,        fls_clickstream_app.conf,
-                                          fls_orders_app.conf,      fls_shipments_app.conf,
+        const fls_conf_def_t *tables[] = {fls_settings_conf,
+                                          fls_broker_conf,
+                                          fls_simulate_conf,
+                                          fls_clickstream_app.conf,
+                                          fls_orders_app.conf,
+                                          fls_shipments_app.conf,
                                           NULL};
-        static const char consumer[] =
-            "# consumer of the flash-sale clickstream\n"
-            "kafka.bootstrap.servers = 127.0.0.1:9092\r\n"
-            "kafka.queued.min.messages=1000000\n"
-            "kafka.fetch.wait.max.ms=10\n"
-            "\n"
-            "   batch.max_messages = 5000   \n"
-            "log.level=debug\n"
-            "input.max_message_bytes=65536\n"
-            "kafka.linger.ms=0\n"
-            "kafka.linger.ms=5\n";
+        static const char consumer[] = "# consumer of the flash-sale clickstream\n"
+                                       "kafka.bootstrap.servers = 127.0.0.1:9092\r\n"
+                                       "kafka.queued.min.messages=1000000\n"
+                                       "kafka.fetch.wait.max.ms=10\n"
+                                       "\n"
+                                       "   batch.max_messages = 5000   \n"
+                                       "log.level=debug\n"
+                                       "input.max_message_bytes=65536\n"
+                                       "kafka.linger.ms=0\n"
+                                       "kafka.linger.ms=5\n";
         static const char bad[] = "batch.max_messages = 5000\n"
                                   "input.max_message_bytes = 1e400\n"
                                   "kafka. = x\n"
@@ -316,10 +317,9 @@ static int model_seeds(void)
                 yreg[r] = x[r * 3] * 0.5f + x[r * 3 + 2];
         }
         net = fls_lstm_new(FLS_LSTM_REGRESSOR, 3, 2, 4, 1, err, sizeof(err));
-        if (!net ||
-            save(fls_model_from_lstm(net, "demand", "seed", names, 3, mean, std, &meta,
-                                     err, sizeof(err)),
-                 "seed-lstm-reg.flsm", err))
+        if (!net || save(fls_model_from_lstm(net, "demand", "seed", names, 3, mean, std,
+                                             &meta, err, sizeof(err)),
+                         "seed-lstm-reg.flsm", err))
                 return -1;
         net = fls_lstm_new(FLS_LSTM_CLASSIFIER, 3, 3, 2, 2, err, sizeof(err));
         if (!net || save(fls_model_from_lstm(net, "intent", "seed", names, 3, NULL, NULL,
