@@ -2,29 +2,56 @@
  * clickstream: storefront events -> rolling user, SKU and category features ->
  * intent and participation scores -> at most one marketing action per event.
  *
- * Sits on the runner (Kafka -> Avro -> here -> Redis -> models -> Kafka). Per event
- * update() queues (all keys under the partition's hash tag, see store.h):
- *   u:<user>        n_<type> lifetime counts, last_ts, last_sku, cart_c / cart_n (cart
- *                   value in cents and units: + on add, - on remove and purchase),
- *                   pv_c (sum of viewed prices, cents), pre_views (views without a
- *                   campaign), last_buy_ts; decision state written by decide() through
- *                   fls_emit_defer: act_ts (event time of the last action),
- * cpn:<campaign> (a coupon of that campaign was sent), rem (a reminder was sent), capped
- * (actions held back by the cap) u:<user>:act    1-minute buckets of each event type
- * (windows 1, 5, 30 minutes) u:<user>:seq    list of the last 24 events "offset ts type
- * cents qty sale late sku", the intent LSTM's input (fls_isim_sequence, shared with
- * training) v:<user>        s<sku> and c<category> viewed, b<sku> bought (distinct counts
- * and the recommendation's exclusions) se:<session>    neg_start (minus the earliest
- * event time: a max of negatives is a min), end: session start and length s:<sku>,
- * s:<sku>:sku   lifetime counts; 1-minute buckets of views, cart adds and purchases (10
- * minutes): per-minute counts, 5-minute conversion, trend = last minute / mean minute of
- * the last 10 k:<category>:tr list of the category's last 256 views "ts sku", for
- * trending SKUs p:all, p:all:sku   the partition's cart adds and purchases per minute
- * (live conversion), sale_neg (minus the first campaign event's time: the sale start as
- * this partition saw it), capped_users Reads come back after the whole batch is applied,
- * so a user's later events of the same batch are taken out again using the seq list (each
- * item carries its offset): counts, windows and cart value are those "as of the event".
- * Distinct counts and session end are after the batch.
+ * Sits on the runner (Kafka -> Avro -> here -> Redis -> models -> Kafka).
+ *
+ * Every decision is a function of the partition's input up to and including its
+ * event, whatever the micro-batches were: a replay (read-only after a crash, or from
+ * scratch in another group) makes the same actions with the same bytes. The runner
+ * returns reads after the whole batch is applied, so each feature is made "as of the
+ * event" in one of three ways:
+ *   1. Additive state kept by update() (counters and event-time rings): the value read
+ *      minus the contributions of the partition's events after this one that the
+ *      Redis state already holds. In a new batch those are the batch's later events,
+ *      known in memory. In a read-only replay Redis holds state up to the applied
+ *      offset, which can be past the replayed batch: the journal p:all:j (the
+ *      partition's last JOURNAL_CAP events, offset-tagged) supplies the rest, read
+ *      only by read-only batches. This is why batch.max_messages may not exceed
+ *      JOURNAL_CAP (checked at init).
+ *   2. Set membership (SKUs and categories viewed, SKUs bought): the field holds minus
+ *      the offset of the first event that set it (a max of negatives is a min), so
+ *      "as of offset o" is "value >= -o".
+ *   3. What is neither (the user's last events for the LSTM, previous event and last
+ *      purchase time, the session's start, the category's last views for trending,
+ *      the partition's learned sale start, the decision state of caps): a snapshot per
+ *      entity as of the last event whose outputs were flushed, written with
+ *      fls_emit_defer so it becomes durable atomically with the "emitted" mark (a
+ *      replay starts right after that mark, from that very state), advanced event by
+ *      event in memory through one poll (the overlay: a poll can hold a read-only
+ *      batch and a new one of the same partition, and the first one's deferred
+ *      writes land only with the next poll). Snapshots are SET/MAX, so a script
+ *      applied twice (a lost reply, retried) changes nothing.
+ *
+ * Keys (all under the partition's hash tag, see store.h):
+ *   u:<user>       n_<type> lifetime counts, last_ts, last_sku, cart_c / cart_n (cart
+ *                  value in cents and units: + on add, - on remove and purchase), pv_c
+ *                  (sum of viewed prices, cents), pre_views (views without a campaign),
+ *                  last_buy_ts; snapshot h ("1 last_ts last_buy session start n" then
+ *                  n events "type ts cents sku_id sale"); decision state act_ts (event
+ *                  time of the last action), cpn:<campaign> (a coupon of it was sent),
+ *                  rem (a reminder was sent), capped (an action was held back)
+ *   u:<user>:act   1-minute buckets of each event type (windows 1, 5, 30 minutes)
+ *   v:<user>       s<sku>, c<category> viewed, b<sku> bought: -(first offset)
+ *   s:<sku>        lifetime counts; s:<sku>:sku 1-minute buckets of views, cart adds and
+ *                  purchases (10 minutes): per-minute counts, 5-minute conversion,
+ *                  trend = last minute / mean minute of the last 10
+ *   k:<category>   snapshot tr: the category's last TRENDING_VIEWS views "ts sku ..."
+ *   p:all          sale_neg (minus the first campaign event time, as applied),
+ *                  sale_d (the same as a snapshot), capped_users; p:all:sku the
+ *                  partition's cart adds and purchases per minute (live conversion);
+ *                  p:all:j the journal, "offset ts type late sale cents qty s<sku> user"
+ * Ring slots are recycled by events more than window + lateness newer: an event that
+ * late in a batch can still take counts from the windows of earlier ones (bounded by
+ * window.lateness_ms, not seen with the simulator).
  *
  * SKU trending across partitions: the topic is keyed by user, so each partition sees
  * the share of a SKU's traffic that its users make (~1/P with hashed users). Global
@@ -33,7 +60,12 @@
  * unbiased sample of the SKU's traffic; absolute counts are the partition's share.
  *
  * Scoring: decide() builds one intent row (16 steps) and one participation row per
- * event into buffers reserved at init, and calls each model once per batch.
+ * event into buffers reserved at init. The participation forest scores the batch in
+ * one call. The intent LSTM scores row by row: OpenBLAS's sgemm gives a row results
+ * that depend on its position in the batch (measured: rows 6-11 of each 12-row tile
+ * and the tail differ by up to 1.2e-7 on this machine), which changes a replayed
+ * record's bytes and, near a threshold, a decision; one row at a time measured 5.9
+ * us/row against 6.35 us/row for batches of 300, so batching bought nothing here.
  *
  * Policy, first that applies, at most one action per event:
  *   COUPON          event under a campaign, cart_n > 0, no purchase for
@@ -51,10 +83,9 @@
  *                   and SKUs of the category trending (>= 2 views in the last minute
  *                   and trend >= clickstream.reco_min_trend) that the user has not
  *                   bought: the top 3 by trend
- * Frequency cap: no action when the user's last action is closer than
- * clickstream.cap_s in event time (state in Redis, written with fls_emit_defer so a
- * replay decides from the same state; earlier events of the same batch are tracked
- * locally).
+ * Frequency cap: an action needs its event time at least clickstream.cap_s after the
+ * user's last action (so an out-of-order event older than the last action gets none:
+ * any two actions of a user are cap_s apart in event time).
  * Budget pacing (both parts deterministic in event time, so a replay decides alike):
  *   1. the claim's limit grows with the sale: budget x min(1, pace_slack + elapsed /
  *      sale_duration), elapsed from the sale start (configured, or learned per
@@ -62,10 +93,16 @@
  *      the budget;
  *   2. the intent threshold moves with live conversion: min_intent =
  *      coupon_min_intent x max(1, conv / conv_ref), conv = the partition's purchases
- *      per cart add over the last 5 minutes: in a rush, when carts convert anyway,
- *      coupons go only to the more hesitant-but-likely users.
+ *      per cart add over the 5 minutes before the event's minute: in a rush, when
+ *      carts convert anyway, coupons go only to the more hesitant-but-likely users.
  * Claims are idempotent by action id (store.h): budget never exceeded, even with
- * several instances and replays. A refused claim sends nothing.
+ * several instances and replays, and a claim refused once stays refused. A refused
+ * coupon sends nothing and changes no state; a later event of the same user in the
+ * same batch is then decided again with that outcome known (one more claim round),
+ * so the state never depends on where a batch ended. Which coupon of the sale gets
+ * the last cents of a limit depends on the order partitions reach Redis: that is the
+ * one outcome not fixed by the partition's input, and the claim record makes every
+ * replay repeat it.
  */
 #include "clickstream.h"
 
@@ -124,17 +161,16 @@ static const char *const lifetime[] = {"n_view",     "n_click",       "n_search"
                                        "n_cart_add", "n_cart_remove", "n_purchase"};
 static const char *const sku_feats[] = {"view", "cart_add", "purchase", NULL};
 
-#define SEQ_CAP 24
-#define TR_CAP  1024 /* list cap: TR_USE + the category's views later in a batch */
-#define TR_USE  200  /* trending reads the category's last 200 views before the event */
-#define T       FLS_ISIM_SEQ
-enum { FAM_ACT, FAM_SKU, FAM_SEQ, FAM_TR, FAM_BUY };
+#define T              FLS_ISIM_SEQ
+#define JOURNAL_CAP    4096 /* >= batch.max_messages: a whole batch, for replays */
+#define TRENDING_VIEWS 200  /* trending reads the category's last 200 views */
+#define MAX_CAMP       4    /* campaigns with a coupon, per user and poll */
+enum { FAM_ACT, FAM_SKU, FAM_JRN };
+/* act and sku first: tools/features.c reads them by index. */
 static const fls_family_t families[] = {
     {"act", 60000, 30 * 60000, types, 0},
     {"sku", 60000, 10 * 60000, sku_feats, 0},
-    {"seq", 0, SEQ_CAP, NULL, 0},
-    {"tr", 0, TR_CAP, NULL, 3600},
-    {"buy", 0, 8, NULL, 0},
+    {"j", 0, JOURNAL_CAP, NULL, 3600},
     {NULL, 0, 0, NULL, 0},
 };
 static const char *const kind_names[] = {"coupon", "reminder", "recommendation"};
@@ -144,17 +180,66 @@ struct pending {
         fls_batch_t *batch;
         int32_t partition;
         int64_t offset, ts;
-        int type, in_sale, late;
+        int type, in_sale, late, replay;
         int64_t cents, qty;
-        size_t user, user_len, sku, sku_len, camp, camp_len; /* in text */
-        int r_user, r_act, r_seq, r_buy, r_seen, r_sess, r_sku, r_tr, r_all, r_allring;
+        uint32_t sess; /* session id hash, 0: none */
+        size_t user, user_len, sku, sku_len, camp, camp_len, cat, cat_len; /* in text */
+        int r_user, r_act, r_seen, r_all, r_allring, r_sku, r_cat, r_jrn;
+        int ov_user;     /* overlay entry of the user */
+        int ov_cat;      /* ... of the category (views), -1 */
+        size_t tr_pos;   /* the category's views up to this event */
+        int claim;       /* index in this round's claims, -1 */
+        int claim_state; /* 0 not asked, 1 granted, -1 refused */
 };
 
-/* The user's state inside one batch: earlier actions of the same batch. */
-struct seen {
-        size_t user, user_len; /* in text; user_len 0: empty slot */
+/* An event whose contribution a read may hold: from the batch or the journal. */
+struct lev {
+        int64_t offset, ts, cents, qty;
+        int type, late, sale;
+        const char *user, *sku;
+        size_t user_len, sku_len;
+        int next_user, next_sku, next_all; /* next later event of the same entity */
+};
+
+/* A category's views in the overlay: the snapshot's, then the poll's. */
+struct trv {
+        int64_t ts;
+        uint32_t skuh;
+        size_t sku, sku_len; /* in text */
+};
+
+/* Overlay entry: an entity's snapshot state, advanced event by event in a poll. */
+struct ov {
+        int32_t partition;
+        char kind;           /* 'u' user, 'k' category, 'p' partition */
+        size_t key, key_len; /* in text */
+        uint64_t h;
+        uint64_t touch; /* batch that last touched it */
+        /* 'u' */
+        fls_isim_ev_t hist[T];
+        int nh;
+        int64_t last_ts, last_buy, sess_start;
+        uint32_t sess;
+        /* 'u', decisions of this poll (Redis holds the earlier ones) */
         int64_t act_ts;
-        int coupon, reminded, capped;
+        int rem, capped, ncamp;
+        uint32_t camps[MAX_CAMP];
+        int64_t s_act_ts; /* the same at the start of the batch, for claim rounds */
+        int s_rem, s_capped, s_ncamp;
+        uint32_t s_camps[MAX_CAMP];
+        /* 'k' */
+        struct trv *tr;
+        size_t ntr, tr_cap;
+        /* 'p' */
+        int64_t sale; /* learned sale start, -1 */
+};
+
+/* A deferred write made by a batch's decisions (snapshots and decision state). */
+struct wr {
+        int32_t partition;
+        fls_defer_kind_t kind;
+        size_t entity, field, s; /* in wtext; s == (size_t)-1: none */
+        int64_t i;
 };
 
 typedef struct {
@@ -173,11 +258,29 @@ typedef struct {
         size_t npend, pend_cap;
         size_t *order; /* pending indexes of the batch being decided */
         size_t norder;
-        struct seen *seen;
-        size_t seen_cap, seen_n; /* slots, events entered since the reset */
-        uint64_t seen_poll;
-        char *text;
+        struct lev *lev;
+        size_t nlev, lev_cap;
+        struct {
+                uint64_t h;
+                int idx;
+        } * map; /* chains, and the overlay index */
+        size_t map_cap;
+        struct ov *ov;
+        size_t nov, ov_cap;
+        int *ovix; /* open addressing over ov */
+        size_t ovix_cap;
+        uint64_t ov_poll, nbatch;
+        char *text; /* strings of the poll */
         size_t text_len, text_cap;
+        struct wr *wr;
+        fls_click_write_t *wout;
+        size_t nwr, nwr_snap, wr_cap, wout_cap;
+        char *wtext;
+        size_t wtext_len, wtext_cap;
+        /* Field names of set members: the store keeps the pointers until the apply,
+         * so they live in blocks that never move, reused from poll to poll. */
+        char **fblk;
+        size_t nfblk, fblk_used, fblk_cur;
         uint64_t poll;
         fls_counter_t *m_actions[3], *m_capped, *m_refused;
 } clickstream_t;
@@ -238,8 +341,19 @@ static void destroy(void *app)
         free(c->pend);
         free(c->feat);
         free(c->order);
-        free(c->seen);
+        free(c->lev);
+        free(c->map);
+        for (size_t i = 0; i < c->ov_cap; i++)
+                free(c->ov[i].tr);
+        free(c->ov);
+        free(c->ovix);
         free(c->text);
+        free(c->wr);
+        free(c->wout);
+        free(c->wtext);
+        for (size_t i = 0; i < c->nfblk; i++)
+                free(c->fblk[i]);
+        free(c->fblk);
         free(c);
 }
 
@@ -304,9 +418,18 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
         c->reco_trend = fls_conf_dbl(cf, "clickstream.reco_min_trend");
         c->cap_ms = fls_conf_int(cf, "clickstream.cap_s") * 1000;
         c->store = env->store;
+        rows = (size_t)fls_conf_int(cf, "batch.max_messages");
+        if (rows > JOURNAL_CAP) {
+                /* A replayed batch subtracts the later events of the batch that was
+                 * applied; the journal must hold all of them. */
+                snprintf(errstr, errstr_size,
+                         "clickstream needs batch.max_messages <= %d (the journal that "
+                         "makes replays decide alike)",
+                         JOURNAL_CAP);
+                goto fail;
+        }
         /* Both models are built once; their scratch and our row buffers are reserved
          * for the largest batch, so scoring never allocates. */
-        rows = (size_t)fls_conf_int(cf, "batch.max_messages");
         c->max_rows = rows;
         if (!(c->intent = load_model(fls_conf_str(cf, "clickstream.intent_model"),
                                      fls_isim_feature_names(), fls_isim_nfeatures(), T,
@@ -413,10 +536,51 @@ static size_t keep(clickstream_t *c, const char *str, size_t len)
         return off;
 }
 
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+        size_t n = *cap ? *cap : 64;
+        void *q;
+        if (need <= *cap)
+                return p;
+        while (n < need)
+                n *= 2;
+        q = realloc(p, n * elem);
+        if (!q)
+                abort(); /* bounded by batch.max_messages */
+        *cap = n;
+        return q;
+}
+
+#define FBLK 65536
+
+/* A field name that stays put until the batch is applied: "<prefix><str>". */
+static const char *field_keep(clickstream_t *c, char prefix, const char *str, size_t len)
+{
+        char *f;
+        if (c->nfblk == 0 || c->fblk_used + len + 2 > FBLK) {
+                if (c->nfblk > 0)
+                        c->fblk_cur++;
+                if (c->fblk_cur == c->nfblk) {
+                        char **nb = realloc(c->fblk, (c->nfblk + 1) * sizeof(*nb));
+                        if (!nb || !(nb[c->nfblk] = malloc(FBLK)))
+                                abort(); /* bounded by batch.max_messages */
+                        c->fblk = nb;
+                        c->nfblk++;
+                }
+                c->fblk_used = 0;
+        }
+        f = c->fblk[c->fblk_cur] + c->fblk_used;
+        f[0] = prefix;
+        memcpy(f + 1, str, len);
+        f[len + 1] = '\0';
+        c->fblk_used += len + 2;
+        return f;
+}
+
 static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t *ev)
 {
         clickstream_t *c = app;
-        char ent[300], item[200];
+        char ent[300], item[400];
         size_t ulen, slen, clen, selen, cplen;
         const char *user = fls_avro_str(v, c->idx[F_USER], &ulen);
         const char *sku = fls_avro_str(v, c->idx[F_SKU], &slen);
@@ -426,7 +590,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         int type = fls_avro_enum(v, c->idx[F_TYPE]);
         int64_t cents = llround(fls_avro_double(v, c->idx[F_PRICE]) * 100);
         int64_t qty = fls_avro_int(v, c->idx[F_QTY]);
-        int u, s, n, vs, se, pa;
+        int u, s, n, vs, pa;
         struct pending *p;
 
         if (c->poll != ev->poll) {
@@ -434,18 +598,14 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 c->poll = ev->poll;
                 c->npend = 0;
                 c->text_len = 0;
+                c->fblk_cur = 0;
+                c->fblk_used = 0;
         }
         if (c->npend == c->pend_cap) {
-                size_t cap = c->pend_cap ? c->pend_cap * 2 : 256;
-                struct pending *np = realloc(c->pend, cap * sizeof(*np));
-                fls_click_feat_t *nf;
-                if (!np)
-                        abort(); /* bounded by batch.max_messages */
-                c->pend = np;
-                nf = realloc(c->feat, cap * sizeof(*nf));
-                if (!nf)
-                        abort();
-                c->feat = nf;
+                size_t cap = c->pend_cap;
+                c->pend = grow(c->pend, &cap, c->npend + 1, sizeof(*c->pend));
+                cap = c->pend_cap;
+                c->feat = grow(c->feat, &cap, c->npend + 1, sizeof(*c->feat));
                 c->pend_cap = cap;
         }
         p = &c->pend[c->npend++];
@@ -457,15 +617,19 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->type = type;
         p->in_sale = cplen > 0;
         p->late = ev->late;
+        p->replay = ev->replay;
         p->cents = cents;
         p->qty = qty;
+        p->sess = selen ? fls_isim_sku_id(sess, selen) : 0;
         p->user = keep(c, user, ulen);
         p->user_len = ulen;
         p->sku = keep(c, sku, slen);
         p->sku_len = slen;
         p->camp = keep(c, camp, cplen);
         p->camp_len = cplen;
-        p->r_sku = p->r_tr = -1;
+        p->cat = keep(c, cat, clen);
+        p->cat_len = type == VIEW ? clen : 0;
+        p->r_sku = p->r_cat = p->r_jrn = -1;
 
         n = snprintf(ent, sizeof(ent), "u:%.*s", (int)ulen, user);
         u = fls_batch_entity(b, ent, (size_t)n);
@@ -474,11 +638,6 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         fls_batch_expire(b, u, c->user_ttl_s);
         if (!ev->late)
                 fls_batch_window(b, u, FAM_ACT, type, ev->ts, 1);
-        n = snprintf(item, sizeof(item),
-                     "%" PRId64 " %" PRId64 " %d %" PRId64 " %" PRId64 " %d %d %.*s",
-                     ev->offset, ev->ts, type, cents, qty, p->in_sale, ev->late,
-                     (int)slen, sku);
-        fls_batch_push(b, u, FAM_SEQ, item, (size_t)n);
         if (type == VIEW) {
                 fls_batch_incr(b, u, "pv_c", cents);
                 if (!p->in_sale)
@@ -489,72 +648,59 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         } else if (type == CART_REMOVE || type == PURCHASE) {
                 fls_batch_incr(b, u, "cart_c", -cents * qty);
                 fls_batch_incr(b, u, "cart_n", -qty);
-                if (type == PURCHASE) {
+                if (type == PURCHASE)
                         fls_batch_setmax(b, u, "last_buy_ts", ev->ts);
-                        n = snprintf(item, sizeof(item), "%" PRId64 " %" PRId64,
-                                     ev->offset, ev->ts);
-                        fls_batch_push(b, u, FAM_BUY, item, (size_t)n);
-                }
         }
+        if (slen)
+                fls_batch_set(b, u, "last_sku", sku, slen);
         p->r_user = fls_batch_read(b, u, -1);
         p->r_act = fls_batch_read(b, u, FAM_ACT);
-        p->r_seq = fls_batch_read(b, u, FAM_SEQ);
-        p->r_buy = fls_batch_read(b, u, FAM_BUY);
 
+        /* Set members hold -(first offset): membership as of any offset. */
         n = snprintf(ent, sizeof(ent), "v:%.*s", (int)ulen, user);
         vs = fls_batch_entity(b, ent, (size_t)n);
         if (type == VIEW) {
-                n = snprintf(ent, sizeof(ent), "s%.*s", (int)slen, sku);
-                fls_batch_set(b, vs, ent, "1", 1);
-                if (clen) {
-                        n = snprintf(ent, sizeof(ent), "c%.*s", (int)clen, cat);
-                        fls_batch_set(b, vs, ent, "1", 1);
-                }
+                fls_batch_setmax(b, vs, field_keep(c, 's', sku, slen), -ev->offset);
+                if (clen)
+                        fls_batch_setmax(b, vs, field_keep(c, 'c', cat, clen),
+                                         -ev->offset);
         } else if (type == PURCHASE) {
-                n = snprintf(ent, sizeof(ent), "b%.*s", (int)slen, sku);
-                fls_batch_set(b, vs, ent, "1", 1);
+                fls_batch_setmax(b, vs, field_keep(c, 'b', sku, slen), -ev->offset);
         }
         fls_batch_expire(b, vs, c->user_ttl_s);
         p->r_seen = fls_batch_read(b, vs, -1);
-
-        if (selen > 0 && selen < 200) {
-                n = snprintf(ent, sizeof(ent), "se:%.*s", (int)selen, sess);
-                se = fls_batch_entity(b, ent, (size_t)n);
-                fls_batch_setmax(b, se, "neg_start", -ev->ts);
-                fls_batch_setmax(b, se, "end", ev->ts);
-                fls_batch_expire(b, se, c->user_ttl_s);
-                p->r_sess = fls_batch_read(b, se, -1);
-        } else {
-                p->r_sess = -1;
-        }
 
         pa = fls_batch_entity(b, "p:all", 5);
         if (p->in_sale)
                 fls_batch_setmax(b, pa, "sale_neg", -ev->ts);
         if (!ev->late && (type == CART_ADD || type == PURCHASE))
                 fls_batch_window(b, pa, FAM_SKU, type == CART_ADD ? 1 : 2, ev->ts, 1);
+        /* The journal: what a read-only replay of this batch must take out again. */
+        n = snprintf(item, sizeof(item),
+                     "%" PRId64 " %" PRId64 " %d %d %d %" PRId64 " %" PRId64
+                     " s%.*s %.*s",
+                     ev->offset, ev->ts, type, ev->late, p->in_sale, cents, qty,
+                     (int)slen, sku, (int)ulen, user);
+        fls_batch_push(b, pa, FAM_JRN, item, (size_t)n);
         p->r_all = fls_batch_read(b, pa, -1);
         p->r_allring = fls_batch_read(b, pa, FAM_SKU);
+        if (ev->replay)
+                p->r_jrn = fls_batch_read(b, pa, FAM_JRN);
 
+        if (type == VIEW && clen) {
+                int k;
+                n = snprintf(ent, sizeof(ent), "k:%.*s", (int)clen, cat);
+                k = fls_batch_entity(b, ent, (size_t)n);
+                fls_batch_expire(b, k, 3600);
+                p->r_cat = fls_batch_read(b, k, -1);
+        }
         if (slen == 0)
                 return;
-        fls_batch_set(b, u, "last_sku", sku, slen);
         n = snprintf(ent, sizeof(ent), "s:%.*s", (int)slen, sku);
         s = fls_batch_entity(b, ent, (size_t)n);
         fls_batch_incr(b, s, lifetime[type], 1);
         fls_batch_expire(b, s, c->user_ttl_s);
         p->r_sku = fls_batch_read(b, s, FAM_SKU);
-        if (type == VIEW && clen) {
-                int k;
-                n = snprintf(ent, sizeof(ent), "k:%.*s", (int)clen, cat);
-                k = fls_batch_entity(b, ent, (size_t)n);
-                if (!ev->late) {
-                        n = snprintf(item, sizeof(item), "%" PRId64 " %" PRId64 " %.*s",
-                                     ev->offset, ev->ts, (int)slen, sku);
-                        fls_batch_push(b, k, FAM_TR, item, (size_t)n);
-                }
-                p->r_tr = fls_batch_read(b, k, FAM_TR);
-        }
         if (ev->late)
                 return;
         if (type == VIEW)
@@ -565,35 +711,168 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 fls_batch_window(b, s, FAM_SKU, 2, ev->ts, 1);
 }
 
-/* ---- features ------------------------------------------------------------- */
+/* ---- per-poll overlay -------------------------------------------------------- */
 
-struct item {
-        int64_t offset, ts, cents, qty;
-        int type, sale, late;
-        const char *sku;
-        size_t sku_len;
-};
-
-static int parse_item(const char *s, struct item *it)
+static uint64_t hash_str(int32_t partition, char kind, const char *s, size_t len)
 {
-        int pos = 0;
-        long long o, t, ce, q;
-        int ty, sa, la;
-        if (sscanf(s, "%lld %lld %d %lld %lld %d %d %n", &o, &t, &ty, &ce, &q, &sa, &la,
-                   &pos) != 7 ||
-            ty < 0 || ty > 5)
-                return -1;
-        it->offset = o;
-        it->ts = t;
-        it->type = ty;
-        it->cents = ce;
-        it->qty = q;
-        it->sale = sa;
-        it->late = la;
-        it->sku = s + pos;
-        it->sku_len = strlen(s + pos);
-        return 0;
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)partition;
+        h = (h ^ (unsigned char)kind) * 1099511628211ULL;
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+        return h | 1;
 }
+
+static void ov_reset(clickstream_t *c)
+{
+        c->nov = 0;
+        if (c->ovix)
+                memset(c->ovix, 0xff, c->ovix_cap * sizeof(*c->ovix));
+        c->ov_poll = c->poll;
+}
+
+/* The overlay entry of an entity; *fresh is set when the poll had none. */
+static int ov_get(clickstream_t *c, int32_t partition, char kind, size_t key, size_t len,
+                  int *fresh)
+{
+        uint64_t h = hash_str(partition, kind, c->text + key, len);
+        size_t i;
+        struct ov *o;
+
+        if ((c->nov + 1) * 2 > c->ovix_cap) {
+                size_t cap = c->ovix_cap ? c->ovix_cap * 2 : 1024;
+                int *nx = malloc(cap * sizeof(*nx));
+                if (!nx)
+                        abort();
+                free(c->ovix);
+                c->ovix = nx;
+                c->ovix_cap = cap;
+                memset(nx, 0xff, cap * sizeof(*nx));
+                for (size_t k = 0; k < c->nov; k++) {
+                        for (i = c->ov[k].h & (cap - 1); nx[i] >= 0;
+                             i = (i + 1) & (cap - 1))
+                                ;
+                        nx[i] = (int)k;
+                }
+        }
+        for (i = h & (c->ovix_cap - 1); c->ovix[i] >= 0;
+             i = (i + 1) & (c->ovix_cap - 1)) {
+                o = &c->ov[c->ovix[i]];
+                if (o->h == h && o->partition == partition && o->kind == kind &&
+                    o->key_len == len &&
+                    memcmp(c->text + o->key, c->text + key, len) == 0) {
+                        *fresh = 0;
+                        return c->ovix[i];
+                }
+        }
+        if (c->nov == c->ov_cap) {
+                size_t cap = c->ov_cap ? c->ov_cap * 2 : 256;
+                struct ov *no = realloc(c->ov, cap * sizeof(*no));
+                if (!no)
+                        abort();
+                /* tr arrays are kept from poll to poll: new slots start empty */
+                memset(no + c->ov_cap, 0, (cap - c->ov_cap) * sizeof(*no));
+                c->ov = no;
+                c->ov_cap = cap;
+        }
+        o = &c->ov[c->nov];
+        {
+                struct trv *tr = o->tr;
+                size_t trc = o->tr_cap;
+                memset(o, 0, sizeof(*o));
+                o->tr = tr;
+                o->tr_cap = trc;
+        }
+        o->partition = partition;
+        o->kind = kind;
+        o->key = key;
+        o->key_len = len;
+        o->h = h;
+        o->last_ts = o->last_buy = o->sess_start = o->act_ts = o->sale = -1;
+        o->touch = (uint64_t)-1;
+        c->ovix[i] = (int)c->nov;
+        *fresh = 1;
+        return (int)c->nov++;
+}
+
+/* Loads a user's snapshot h: "1 last_ts last_buy sess start n (type ts cents sku
+ * sale)*n". A missing or malformed one is an empty history. */
+static void load_user(struct ov *o, const char *s)
+{
+        long long a, b, d;
+        unsigned long sess;
+        int n, pos = 0, k;
+        if (!s ||
+            sscanf(s, "1 %lld %lld %lu %lld %d %n", &a, &b, &sess, &d, &n, &pos) != 5 ||
+            n < 0 || n > T)
+                return;
+        s += pos;
+        for (k = 0; k < n; k++) {
+                int ty, sa;
+                long long ts, ce;
+                unsigned long sk;
+                if (sscanf(s, "%d %lld %lld %lu %d %n", &ty, &ts, &ce, &sk, &sa, &pos) !=
+                        5 ||
+                    ty < 0 || ty > 5)
+                        return;
+                s += pos;
+                o->hist[k] =
+                    (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
+        }
+        o->nh = n;
+        o->last_ts = a;
+        o->last_buy = b;
+        o->sess = (uint32_t)sess;
+        o->sess_start = d;
+}
+
+static void load_cat(clickstream_t *c, struct ov *o, const char *s)
+{
+        while (s && *s) {
+                char *end;
+                long long ts = strtoll(s, &end, 10);
+                const char *sk;
+                size_t len;
+                if (end == s || *end != ' ')
+                        return;
+                sk = end + 1;
+                len = strcspn(sk, " ");
+                if (len == 0 || len > 60)
+                        return;
+                o->tr = grow(o->tr, &o->tr_cap, o->ntr + 1, sizeof(*o->tr));
+                o->tr[o->ntr++] =
+                    (struct trv){ts, fls_isim_sku_id(sk, len), keep(c, sk, len), len};
+                s = sk + len + (sk[len] == ' ');
+        }
+}
+
+/* ---- deferred writes ---------------------------------------------------------- */
+
+static size_t wkeep(clickstream_t *c, const char *s, size_t len)
+{
+        size_t off = c->wtext_len;
+        c->wtext = grow(c->wtext, &c->wtext_cap, c->wtext_len + len + 1, 1);
+        memcpy(c->wtext + off, s, len);
+        c->wtext[off + len] = '\0';
+        c->wtext_len += len + 1;
+        return off;
+}
+
+static void wadd(clickstream_t *c, int32_t partition, const char *entity, size_t elen,
+                 fls_defer_kind_t kind, const char *field, int64_t i, const char *s,
+                 size_t slen)
+{
+        struct wr *w;
+        c->wr = grow(c->wr, &c->wr_cap, c->nwr + 1, sizeof(*c->wr));
+        w = &c->wr[c->nwr++];
+        w->partition = partition;
+        w->kind = kind;
+        w->entity = wkeep(c, entity, elen);
+        w->field = wkeep(c, field, strlen(field));
+        w->s = s ? wkeep(c, s, slen) : (size_t)-1;
+        w->i = i;
+}
+
+/* ---- as-of-event features ------------------------------------------------------ */
 
 static int64_t ring(const clickstream_t *c, const fls_hash_t *h, int fam, int feat,
                     int64_t ts, int64_t window)
@@ -601,76 +880,195 @@ static int64_t ring(const clickstream_t *c, const fls_hash_t *h, int fam, int fe
         return h ? fls_ring_sum(c->store, h, fam, feat, ts, window) : 0;
 }
 
-static int64_t count_prefix(const fls_hash_t *h, char prefix)
+/* Members with prefix whose first offset is at or before `offset`. */
+static int64_t count_prefix(const fls_hash_t *h, char prefix, int64_t offset)
 {
         int64_t n = 0;
         for (size_t i = 0; h && i < h->n; i++)
-                n += h->fields[i][0] == prefix;
+                n += h->fields[i][0] == prefix &&
+                     -strtoll(h->values[i], NULL, 10) <= offset;
         return n;
 }
 
-/* Trending SKUs of the category list for event p; fills f->reco. */
-static void trending(clickstream_t *c, const struct pending *p, const fls_hash_t *tr,
-                     const fls_hash_t *seen, fls_click_feat_t *f)
+static int member(const fls_hash_t *h, const char *field, int64_t offset)
+{
+        const char *v = h ? fls_hash_get(h, field) : NULL;
+        return v && -strtoll(v, NULL, 10) <= offset;
+}
+
+static int parse_journal(const char *s, struct lev *e)
+{
+        long long o, t, ce, q;
+        int ty, la, sa, pos = 0;
+        const char *sk;
+        size_t len;
+        if (sscanf(s, "%lld %lld %d %d %d %lld %lld %n", &o, &t, &ty, &la, &sa, &ce, &q,
+                   &pos) != 7 ||
+            ty < 0 || ty > 5 || s[pos] != 's')
+                return -1;
+        sk = s + pos + 1;
+        len = strcspn(sk, " ");
+        if (sk[len] != ' ')
+                return -1;
+        memset(e, 0, sizeof(*e));
+        e->offset = o;
+        e->ts = t;
+        e->type = ty;
+        e->late = la;
+        e->sale = sa;
+        e->cents = ce;
+        e->qty = q;
+        e->sku = sk;
+        e->sku_len = len;
+        e->user = sk + len + 1;
+        e->user_len = strlen(e->user);
+        return 0;
+}
+
+/* Index of a string in the chain map, linking in reverse order: returns the index
+ * the key held (the next later event) and stores idx. */
+static int chain(clickstream_t *c, char kind, const char *s, size_t len, int idx,
+                 const struct lev *lev)
+{
+        uint64_t h = hash_str(0, kind, s, len);
+        size_t mask = c->map_cap - 1, i;
+        for (i = h & mask; c->map[i].h; i = (i + 1) & mask) {
+                const struct lev *o = &lev[c->map[i].idx];
+                const char *os = kind == 'u' ? o->user : o->sku;
+                size_t ol = kind == 'u' ? o->user_len : o->sku_len;
+                if (c->map[i].h == h && ol == len && memcmp(os, s, len) == 0) {
+                        int prev = c->map[i].idx;
+                        c->map[i].idx = idx;
+                        return prev;
+                }
+        }
+        c->map[i].h = h;
+        c->map[i].idx = idx;
+        return -1;
+}
+
+/* The events whose contributions the batch's reads hold, in offset order, with the
+ * next later event of the same user, SKU, and partition cart/purchase counters. */
+static void build_later(clickstream_t *c, size_t n)
+{
+        const struct pending *last = &c->pend[c->order[n - 1]];
+        int next_all = -1;
+        size_t need;
+
+        c->nlev = 0;
+        for (size_t k = 0; k < n; k++) {
+                const struct pending *p = &c->pend[c->order[k]];
+                struct lev *e;
+                c->lev = grow(c->lev, &c->lev_cap, c->nlev + 1, sizeof(*c->lev));
+                e = &c->lev[c->nlev++];
+                memset(e, 0, sizeof(*e));
+                e->offset = p->offset;
+                e->ts = p->ts;
+                e->cents = p->cents;
+                e->qty = p->qty;
+                e->type = p->type;
+                e->late = p->late;
+                e->sale = p->in_sale;
+                e->user = c->text + p->user;
+                e->user_len = p->user_len;
+                e->sku = c->text + p->sku;
+                e->sku_len = p->sku_len;
+                e->next_user = e->next_sku = e->next_all = -1;
+        }
+        if (last->replay && last->r_jrn >= 0) {
+                /* Redis holds the state up to the applied offset, maybe past this
+                 * read-only batch: the journal has the events in between. */
+                const fls_hash_t *j = fls_batch_reply(last->batch, last->r_jrn);
+                size_t k = 0;
+                for (size_t i = 0; j && i < j->n; i++) {
+                        struct lev e;
+                        if (parse_journal(j->fields[i], &e) < 0)
+                                continue;
+                        /* The runner does not flag replayed events late: the journal
+                         * says whether their first application skipped the windows. */
+                        while (k < n && c->pend[c->order[k]].offset < e.offset)
+                                k++;
+                        if (k < n && c->pend[c->order[k]].offset == e.offset) {
+                                c->pend[c->order[k]].late = e.late;
+                                c->lev[k].late = e.late;
+                        }
+                        if (e.offset <= last->offset)
+                                continue;
+                        e.next_user = e.next_sku = e.next_all = -1;
+                        c->lev = grow(c->lev, &c->lev_cap, c->nlev + 1, sizeof(*c->lev));
+                        c->lev[c->nlev++] = e;
+                }
+        }
+        need = 1;
+        while (need < 4 * c->nlev + 2)
+                need *= 2;
+        if (need > c->map_cap) {
+                free(c->map);
+                c->map = malloc(need * sizeof(*c->map));
+                if (!c->map)
+                        abort();
+                c->map_cap = need;
+        }
+        memset(c->map, 0, c->map_cap * sizeof(*c->map));
+        for (size_t k = c->nlev; k-- > 0;) {
+                struct lev *e = &c->lev[k];
+                e->next_user = chain(c, 'u', e->user, e->user_len, (int)k, c->lev);
+                e->next_sku =
+                    e->sku_len ? chain(c, 's', e->sku, e->sku_len, (int)k, c->lev) : -1;
+                e->next_all = next_all;
+                if (!e->late && (e->type == CART_ADD || e->type == PURCHASE))
+                        next_all = (int)k;
+        }
+}
+
+/* Trending SKUs of the category as of the event (its last TRENDING_VIEWS views up to
+ * tr_pos, within 10 minutes before it); fills f->reco. */
+static void trending(clickstream_t *c, const struct pending *p, fls_click_feat_t *f)
 {
         struct {
-                const char *sku;
-                size_t len;
+                size_t sku, len;
+                uint32_t h;
                 int c1, c10;
-        } cand[TR_USE];
-        size_t nc = 0;
+        } cand[TRENDING_VIEWS];
+        size_t nc = 0, from;
         double best[FLS_CLICK_MAX_RECO] = {0};
-
-        size_t eligible = 0, skip;
+        const struct ov *o = &c->ov[p->ov_cat];
+        const fls_hash_t *seen = fls_batch_reply(p->batch, p->r_seen);
 
         f->nreco = 0;
-        /* Only the last TR_USE views up to this event count, whatever the batch held
-         * after it: the list keeps TR_CAP so that later views of the batch do not
-         * trim them, which keeps the choice independent of batch boundaries. */
-        for (size_t i = 0; tr && i < tr->n; i++)
-                eligible += strtoll(tr->fields[i], NULL, 10) <= p->offset;
-        skip = eligible > TR_USE ? eligible - TR_USE : 0;
-        for (size_t i = 0; tr && i < tr->n; i++) {
-                const char *s = tr->fields[i];
-                char *sp;
-                int64_t off = strtoll(s, &sp, 10), ts = strtoll(sp, &sp, 10);
-                size_t k, len;
-                /* Views after this event (later in the batch) are not seen yet. */
-                if (off > p->offset)
+        from = p->tr_pos > TRENDING_VIEWS ? p->tr_pos - TRENDING_VIEWS : 0;
+        for (size_t i = from; i < p->tr_pos; i++) {
+                const struct trv *v = &o->tr[i];
+                size_t k;
+                if (v->ts > p->ts || v->ts <= p->ts - 600000)
                         continue;
-                if (skip > 0) {
-                        skip--;
-                        continue;
-                }
-                if (*sp != ' ' || ts > p->ts || ts <= p->ts - 600000)
-                        continue;
-                sp++;
-                len = strlen(sp);
                 for (k = 0; k < nc; k++)
-                        if (cand[k].len == len && memcmp(cand[k].sku, sp, len) == 0)
+                        if (cand[k].h == v->skuh && cand[k].len == v->sku_len &&
+                            memcmp(c->text + cand[k].sku, c->text + v->sku, v->sku_len) ==
+                                0)
                                 break;
                 if (k == nc) {
-                        if (nc == TR_USE)
-                                continue;
-                        cand[nc].sku = sp;
-                        cand[nc].len = len;
+                        cand[nc].sku = v->sku;
+                        cand[nc].len = v->sku_len;
+                        cand[nc].h = v->skuh;
                         cand[nc].c1 = cand[nc].c10 = 0;
                         nc++;
                 }
                 cand[k].c10++;
-                cand[k].c1 += ts > p->ts - 60000;
+                cand[k].c1 += v->ts > p->ts - 60000;
         }
         for (size_t k = 0; k < nc; k++) {
                 double trend = cand[k].c1 / (cand[k].c10 / 10.0);
+                const char *sk = c->text + cand[k].sku;
                 char key[80];
                 int slot;
                 if (cand[k].c1 < 2 || trend < c->reco_trend || cand[k].len >= 63)
                         continue;
                 if (cand[k].len == p->sku_len &&
-                    memcmp(cand[k].sku, c->text + p->sku, p->sku_len) == 0)
+                    memcmp(sk, c->text + p->sku, p->sku_len) == 0)
                         continue;
-                snprintf(key, sizeof(key), "b%.*s", (int)cand[k].len, cand[k].sku);
-                if (seen && fls_hash_get(seen, key))
+                snprintf(key, sizeof(key), "b%.*s", (int)cand[k].len, sk);
+                if (member(seen, key, p->offset))
                         continue; /* already bought */
                 /* Insert into the top list (descending trend, then first seen). */
                 for (slot = f->nreco; slot > 0 && best[slot - 1] < trend; slot--)
@@ -685,31 +1083,31 @@ static void trending(clickstream_t *c, const struct pending *p, const fls_hash_t
                 }
                 best[slot] = trend;
                 snprintf(f->reco[slot], sizeof(f->reco[slot]), "%.*s", (int)cand[k].len,
-                         cand[k].sku);
+                         sk);
                 if (f->nreco < FLS_CLICK_MAX_RECO)
                         f->nreco++;
         }
 }
 
-/* Features of pending event p (as of it), its intent sequence and participation row. */
-static void features(clickstream_t *c, const struct pending *p, fls_click_feat_t *f,
+/* Features of pending event p (the k-th of the batch, lev index k) as of it, its
+ * intent sequence and participation row; advances the overlay past it. */
+static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_feat_t *f,
                      float *xi, float *xp)
 {
         fls_batch_t *b = p->batch;
         const fls_hash_t *uh = fls_batch_reply(b, p->r_user);
         const fls_hash_t *act = fls_batch_reply(b, p->r_act);
-        const fls_hash_t *seq = fls_batch_reply(b, p->r_seq);
         const fls_hash_t *seen = fls_batch_reply(b, p->r_seen);
         const fls_hash_t *all = fls_batch_reply(b, p->r_all);
         const fls_hash_t *allr = fls_batch_reply(b, p->r_allring);
         const fls_hash_t *sk = p->r_sku >= 0 ? fls_batch_reply(b, p->r_sku) : NULL;
-        fls_isim_ev_t hist[SEQ_CAP + 1];
-        size_t nh = 0;
-        int have_cur = 0;
         int64_t later_n[6] = {0}, later_w1[6] = {0}, later_w5[6] = {0},
                 later_w30[6] = {0}, later_cart_c = 0, later_cart_n = 0, later_pv = 0,
-                later_pre = 0, pv_c, last_buy = -1, prev_ts = -1;
-        int64_t bkt = p->ts / 60000;
+                later_pre = 0, pv_c, bkt = p->ts / 60000;
+        int64_t ls_v1 = 0, ls_c1 = 0, ls_p1 = 0, ls_v5 = 0, ls_p5 = 0, ls_v10 = 0,
+                la_c = 0, la_p = 0;
+        int fresh;
+        struct ov *u, *pa;
         char key[300];
         fls_part_in_t pin;
 
@@ -717,51 +1115,54 @@ static void features(clickstream_t *c, const struct pending *p, fls_click_feat_t
         f->type = p->type;
         f->ts = p->ts;
         f->in_sale = p->in_sale;
-        for (size_t i = 0; seq && i < seq->n; i++) {
-                struct item it;
-                if (parse_item(seq->fields[i], &it) < 0)
-                        continue;
-                if (it.offset > p->offset) {
-                        /* A later event of this batch: take it out again. */
-                        int64_t ib = it.ts / 60000;
-                        later_n[it.type]++;
-                        if (!it.late && ib <= bkt) {
-                                later_w30[it.type] += ib > bkt - 30;
-                                later_w5[it.type] += ib > bkt - 5;
-                                later_w1[it.type] += ib > bkt - 1;
-                        }
-                        if (it.type == CART_ADD)
-                                later_cart_c += it.cents * it.qty, later_cart_n += it.qty;
-                        else if (it.type == CART_REMOVE || it.type == PURCHASE)
-                                later_cart_c -= it.cents * it.qty, later_cart_n -= it.qty;
-                        if (it.type == VIEW) {
-                                later_pv += it.cents;
-                                later_pre += !it.sale;
-                        }
-                        continue;
+
+        /* 1. Additive state: take out the later events the reads hold. */
+        for (int j = c->lev[k].next_user; j >= 0; j = c->lev[j].next_user) {
+                const struct lev *e = &c->lev[j];
+                int64_t ib = e->ts / 60000;
+                later_n[e->type]++;
+                if (!e->late && ib <= bkt) {
+                        later_w30[e->type] += ib > bkt - 30;
+                        later_w5[e->type] += ib > bkt - 5;
+                        later_w1[e->type] += ib > bkt - 1;
                 }
-                if (it.offset == p->offset)
-                        have_cur = 1;
-                else
-                        prev_ts = it.ts;
-                if (it.type == PURCHASE && it.offset <= p->offset &&
-                    (last_buy < 0 || it.ts > last_buy))
-                        last_buy = it.ts;
-                if (nh < SEQ_CAP)
-                        hist[nh++] =
-                            (fls_isim_ev_t){it.type, it.ts, (double)it.cents / 100.0,
-                                            fls_isim_sku_id(it.sku, it.sku_len), it.sale};
+                if (e->type == CART_ADD)
+                        later_cart_c += e->cents * e->qty, later_cart_n += e->qty;
+                else if (e->type == CART_REMOVE || e->type == PURCHASE)
+                        later_cart_c -= e->cents * e->qty, later_cart_n -= e->qty;
+                if (e->type == VIEW) {
+                        later_pv += e->cents;
+                        later_pre += !e->sale;
+                }
         }
-        if (!have_cur) {
-                /* Trimmed away by later events of the batch: the event itself. */
-                if (nh == SEQ_CAP)
-                        memmove(hist, hist + 1, (SEQ_CAP - 1) * sizeof(*hist)), nh--;
-                hist[nh++] = (fls_isim_ev_t){
-                    p->type, p->ts, (double)p->cents / 100.0,
-                    p->sku_len ? fls_isim_sku_id(c->text + p->sku, p->sku_len) : 0,
-                    p->in_sale};
+        for (int j = p->sku_len ? c->lev[k].next_sku : -1; j >= 0;
+             j = c->lev[j].next_sku) {
+                const struct lev *e = &c->lev[j];
+                int64_t ib = e->ts / 60000;
+                if (e->late || ib > bkt)
+                        continue;
+                if (e->type == VIEW) {
+                        ls_v1 += ib > bkt - 1;
+                        ls_v5 += ib > bkt - 5;
+                        ls_v10 += ib > bkt - 10;
+                } else if (e->type == CART_ADD) {
+                        ls_c1 += ib > bkt - 1;
+                } else if (e->type == PURCHASE) {
+                        ls_p1 += ib > bkt - 1;
+                        ls_p5 += ib > bkt - 5;
+                }
         }
-        fls_isim_sequence(hist, nh, xi);
+        {
+                int j = c->lev[k].next_all;
+                for (; j >= 0; j = c->lev[j].next_all) {
+                        const struct lev *e = &c->lev[j];
+                        int64_t ib = e->ts / 60000;
+                        if (ib > bkt - 1 || ib <= bkt - 6)
+                                continue;
+                        la_c += e->type == CART_ADD;
+                        la_p += e->type == PURCHASE;
+                }
+        }
         for (int t = 0; t < 6; t++) {
                 f->n[t] = fls_hash_int(uh, lifetime[t], 0) - later_n[t];
                 f->w1[t] = ring(c, act, FAM_ACT, t, p->ts, 60000) - later_w1[t];
@@ -786,64 +1187,102 @@ static void features(clickstream_t *c, const struct pending *p, fls_click_feat_t
                         : f->avg_view_price < 100.0 ? 2
                         : f->avg_view_price < 250.0 ? 3
                                                     : 4;
-        {
-                /* The user's last 8 purchases "offset ts": the latest up to this
-                 * event, whatever the batch holds after it. */
-                const fls_hash_t *buys = fls_batch_reply(b, p->r_buy);
-                for (size_t i = 0; buys && i < buys->n; i++) {
-                        char *end;
-                        int64_t off = strtoll(buys->fields[i], &end, 10);
-                        int64_t ts = strtoll(end, NULL, 10);
-                        if (off <= p->offset && ts > last_buy)
-                                last_buy = ts;
-                }
-        }
-        f->since_purchase_ms = last_buy >= 0 ? p->ts - last_buy : -1;
-        f->since_last_ms = prev_ts >= 0 ? (p->ts > prev_ts ? p->ts - prev_ts : 0) : -1;
-        if (p->r_sess >= 0) {
-                const fls_hash_t *sh = fls_batch_reply(b, p->r_sess);
-                f->session_start = -fls_hash_int(sh, "neg_start", -p->ts);
-                f->session_len_ms =
-                    p->ts > f->session_start ? p->ts - f->session_start : 0;
-        } else {
-                f->session_start = p->ts;
-        }
-        f->distinct_skus = count_prefix(seen, 's');
-        f->distinct_cats = count_prefix(seen, 'c');
         if (sk) {
-                int64_t v5 = ring(c, sk, FAM_SKU, 0, p->ts, 300000);
-                int64_t v10 = ring(c, sk, FAM_SKU, 0, p->ts, 600000);
-                f->sku_view_1m = ring(c, sk, FAM_SKU, 0, p->ts, 60000);
-                f->sku_cart_1m = ring(c, sk, FAM_SKU, 1, p->ts, 60000);
-                f->sku_purchase_1m = ring(c, sk, FAM_SKU, 2, p->ts, 60000);
+                int64_t v5 = ring(c, sk, FAM_SKU, 0, p->ts, 300000) - ls_v5;
+                int64_t v10 = ring(c, sk, FAM_SKU, 0, p->ts, 600000) - ls_v10;
+                f->sku_view_1m = ring(c, sk, FAM_SKU, 0, p->ts, 60000) - ls_v1;
+                f->sku_cart_1m = ring(c, sk, FAM_SKU, 1, p->ts, 60000) - ls_c1;
+                f->sku_purchase_1m = ring(c, sk, FAM_SKU, 2, p->ts, 60000) - ls_p1;
                 f->sku_conv_5m =
-                    v5 > 0 ? (double)ring(c, sk, FAM_SKU, 2, p->ts, 300000) / (double)v5
+                    v5 > 0 ? (double)(ring(c, sk, FAM_SKU, 2, p->ts, 300000) - ls_p5) /
+                                 (double)v5
                            : 0;
                 f->sku_trend =
                     v10 > 0 ? (double)f->sku_view_1m / ((double)v10 / 10.0) : 0;
         }
+        {
+                /* The 5 minutes before the event's minute. */
+                int64_t carts = ring(c, allr, FAM_SKU, 1, p->ts - 60000, 300000) - la_c;
+                int64_t buys = ring(c, allr, FAM_SKU, 2, p->ts - 60000, 300000) - la_p;
+                f->part_conv_5m = carts > 0 ? (double)buys / (double)carts : 0;
+        }
+
+        /* 2. Set membership by first offset. */
+        f->distinct_skus = count_prefix(seen, 's', p->offset);
+        f->distinct_cats = count_prefix(seen, 'c', p->offset);
+
+        /* 3. Snapshots advanced through the poll. */
+        p->ov_user = ov_get(c, p->partition, 'u', p->user, p->user_len, &fresh);
+        u = &c->ov[p->ov_user];
+        if (fresh)
+                load_user(u, fls_hash_get(uh, "h"));
+        if (u->touch != c->nbatch) {
+                u->touch = c->nbatch;
+                u->s_act_ts = u->act_ts;
+                u->s_rem = u->rem;
+                u->s_capped = u->capped;
+                u->s_ncamp = u->ncamp;
+                memcpy(u->s_camps, u->camps, sizeof(u->camps));
+        }
+        if (u->nh == T)
+                memmove(u->hist, u->hist + 1, (T - 1) * sizeof(*u->hist)), u->nh--;
+        u->hist[u->nh++] = (fls_isim_ev_t){
+            p->type, p->ts, (double)p->cents / 100.0,
+            p->sku_len ? fls_isim_sku_id(c->text + p->sku, p->sku_len) : 0, p->in_sale};
+        fls_isim_sequence(u->hist, (size_t)u->nh, xi);
+        f->since_last_ms =
+            u->last_ts >= 0 ? (p->ts > u->last_ts ? p->ts - u->last_ts : 0) : -1;
+        u->last_ts = p->ts;
+        if (p->type == PURCHASE && p->ts > u->last_buy)
+                u->last_buy = p->ts;
+        f->since_purchase_ms = u->last_buy >= 0 ? p->ts - u->last_buy : -1;
+        if (p->sess && u->sess == p->sess && u->sess_start >= 0) {
+                if (p->ts < u->sess_start)
+                        u->sess_start = p->ts;
+        } else {
+                u->sess = p->sess;
+                u->sess_start = p->ts;
+        }
+        f->session_start = u->sess_start;
+        f->session_len_ms = p->ts > f->session_start ? p->ts - f->session_start : 0;
+
+        p->ov_cat = -1;
+        if (p->r_cat >= 0) {
+                struct ov *kc;
+                p->ov_cat = ov_get(c, p->partition, 'k', p->cat, p->cat_len, &fresh);
+                kc = &c->ov[p->ov_cat];
+                if (fresh) {
+                        kc->ntr = 0;
+                        load_cat(c, kc, fls_hash_get(fls_batch_reply(b, p->r_cat), "tr"));
+                }
+                kc->touch = c->nbatch;
+                if (!p->late) {
+                        kc->tr = grow(kc->tr, &kc->tr_cap, kc->ntr + 1, sizeof(*kc->tr));
+                        kc->tr[kc->ntr++] = (struct trv){
+                            p->ts, fls_isim_sku_id(c->text + p->sku, p->sku_len), p->sku,
+                            p->sku_len};
+                }
+                p->tr_pos = kc->ntr;
+        }
+
+        pa = &c->ov[ov_get(c, p->partition, 'p', 0, 0, &fresh)];
+        if (fresh && fls_hash_get(all, "sale_d"))
+                pa->sale = -fls_hash_int(all, "sale_d", 0);
+        pa->touch = c->nbatch;
+        if (p->in_sale && (pa->sale < 0 || p->ts < pa->sale))
+                pa->sale = p->ts;
+        f->sale_start = c->sale_start > 0 ? c->sale_start : pa->sale;
+        f->viewed_sale_sku_pre =
+            f->pre_views > 0 && f->sale_start >= 0 && p->ts >= f->sale_start;
+
+        /* Decision state: Redis holds it up to the poll, the overlay since. */
         f->last_action_ts = fls_hash_int(uh, "act_ts", -1);
         snprintf(key, sizeof(key), "cpn:%.*s", (int)p->camp_len, c->text + p->camp);
         f->coupon_taken = p->camp_len > 0 && fls_hash_get(uh, key) != NULL;
         f->reminded = fls_hash_get(uh, "rem") != NULL;
         f->was_capped = fls_hash_get(uh, "capped") != NULL;
         f->claim = -1;
-        if (c->sale_start > 0)
-                f->sale_start = c->sale_start;
-        else
-                f->sale_start = fls_hash_get(all, "sale_neg")
-                                    ? -fls_hash_int(all, "sale_neg", 0)
-                                    : -1;
-        f->viewed_sale_sku_pre =
-            f->pre_views > 0 && f->sale_start >= 0 && p->ts >= f->sale_start;
-        {
-                /* The 5 minutes before the event's minute: later events of the
-                 * batch (other users) land in the current minute, so the threshold
-                 * does not depend on where a batch ends. */
-                int64_t carts = ring(c, allr, FAM_SKU, 1, p->ts - 60000, 300000);
-                int64_t buys = ring(c, allr, FAM_SKU, 2, p->ts - 60000, 300000);
-                f->part_conv_5m = carts > 0 ? (double)buys / (double)carts : 0;
-        }
+
         memset(&pin, 0, sizeof(pin));
         for (int t = 0; t < 6; t++) {
                 pin.n[t] = f->n[t];
@@ -859,49 +1298,92 @@ static void features(clickstream_t *c, const struct pending *p, fls_click_feat_t
         fls_part_row(&pin, xp);
 }
 
-/* The in-batch state of a user: open addressing over c->seen (2 x events slots). */
-static struct seen *seen_get(clickstream_t *c, const struct pending *p)
+/* Snapshot writes of the entities the batch touched (after features). */
+static void snapshot_writes(clickstream_t *c)
 {
-        uint32_t h = fls_isim_sku_id(c->text + p->user, p->user_len);
-        size_t cap = c->seen_cap, i = h % cap;
-        for (;; i = (i + 1) % cap) {
-                struct seen *s = &c->seen[i];
-                if (s->user_len == 0) {
-                        s->user = p->user;
-                        s->user_len = p->user_len;
-                        s->act_ts = -1;
-                        return s;
+        char *buf = NULL, ent[300];
+        size_t cap = 0, len;
+
+        for (size_t i = 0; i < c->nov; i++) {
+                struct ov *o = &c->ov[i];
+                if (o->touch != c->nbatch)
+                        continue;
+                len = 0;
+                if (o->kind == 'u') {
+                        buf = grow(buf, &cap, 128 + (size_t)T * 80, 1);
+                        len = (size_t)snprintf(
+                            buf, cap,
+                            "1 %" PRId64 " %" PRId64 " %" PRIu32 " %" PRId64 " %d",
+                            o->last_ts, o->last_buy, o->sess, o->sess_start, o->nh);
+                        for (int k = 0; k < o->nh; k++)
+                                len += (size_t)snprintf(
+                                    buf + len, cap - len,
+                                    " %d %" PRId64 " %lld %" PRIu32 " %d",
+                                    o->hist[k].type, o->hist[k].ts,
+                                    llround(o->hist[k].price * 100), o->hist[k].sku,
+                                    o->hist[k].in_sale);
+                        snprintf(ent, sizeof(ent), "u:%.*s", (int)o->key_len,
+                                 c->text + o->key);
+                        wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "h", 0,
+                             buf, len);
+                } else if (o->kind == 'k') {
+                        size_t from =
+                            o->ntr > TRENDING_VIEWS ? o->ntr - TRENDING_VIEWS : 0;
+                        buf = grow(buf, &cap, (o->ntr - from) * 90 + 1, 1);
+                        for (size_t k = from; k < o->ntr; k++)
+                                len += (size_t)snprintf(
+                                    buf + len, cap - len, "%s%" PRId64 " %.*s",
+                                    k > from ? " " : "", o->tr[k].ts,
+                                    (int)o->tr[k].sku_len, c->text + o->tr[k].sku);
+                        snprintf(ent, sizeof(ent), "k:%.*s", (int)o->key_len,
+                                 c->text + o->key);
+                        wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "tr", 0,
+                             buf ? buf : "", len);
+                } else if (o->sale >= 0) {
+                        wadd(c, o->partition, "p:all", 5, FLS_DEFER_MAX, "sale_d",
+                             -o->sale, NULL, 0);
                 }
-                if (s->user_len == p->user_len &&
-                    memcmp(c->text + s->user, c->text + p->user, p->user_len) == 0)
-                        return s;
         }
+        free(buf);
+        c->nwr_snap = c->nwr;
 }
 
-static void policy(clickstream_t *c, const struct pending *p, fls_click_feat_t *f,
-                   struct seen *sn)
+/* ---- policy ----------------------------------------------------------------- */
+
+static int has_camp(const struct ov *u, uint32_t h)
 {
-        int64_t last = f->last_action_ts > sn->act_ts ? f->last_action_ts : sn->act_ts;
-        int cap_ok = last < 0 || llabs(p->ts - last) >= c->cap_ms;
+        for (int i = 0; i < u->ncamp; i++)
+                if (u->camps[i] == h)
+                        return 1;
+        return 0;
+}
+
+static void policy(clickstream_t *c, struct pending *p, fls_click_feat_t *f)
+{
+        struct ov *u = &c->ov[p->ov_user];
+        int64_t last = f->last_action_ts > u->act_ts ? f->last_action_ts : u->act_ts;
+        int cap_ok = last < 0 || p->ts - last >= c->cap_ms;
         int before_sale = !p->in_sale && (f->sale_start < 0 || p->ts < f->sale_start);
+        uint32_t camp = p->camp_len ? fls_isim_sku_id(c->text + p->camp, p->camp_len) : 0;
         double conv = f->part_conv_5m / c->conv_ref;
 
         f->kind = FLS_CLICK_NONE;
         f->reason = "none";
+        f->capped = f->first_cap = 0;
+        f->nreco = 0;
         f->min_intent = c->min_intent * (conv > 1 ? conv : 1);
-        if (p->in_sale && f->cart_items > 0 && !f->coupon_taken && !sn->coupon &&
+        if (p->in_sale && f->cart_items > 0 && !f->coupon_taken && !has_camp(u, camp) &&
             (f->since_purchase_ms < 0 || f->since_purchase_ms >= c->no_buy_ms) &&
             f->intent >= f->min_intent && f->intent <= c->max_intent) {
                 f->kind = FLS_CLICK_COUPON;
                 f->reason = "cart_hesitant";
         } else if (before_sale && f->participation >= c->rem_min && f->pre_views > 0 &&
-                   !f->reminded && !sn->reminded) {
+                   !f->reminded && !u->rem) {
                 f->kind = FLS_CLICK_REMINDER;
                 f->reason = "pre_sale_interest";
-        } else if (p->type == VIEW && p->r_tr >= 0 && f->participation >= c->reco_min &&
+        } else if (p->type == VIEW && p->ov_cat >= 0 && f->participation >= c->reco_min &&
                    f->cart_items == 0) {
-                trending(c, p, fls_batch_reply(p->batch, p->r_tr),
-                         fls_batch_reply(p->batch, p->r_seen), f);
+                trending(c, p, f);
                 if (f->nreco > 0) {
                         f->kind = FLS_CLICK_RECOMMENDATION;
                         f->reason = "trending_in_category";
@@ -909,16 +1391,70 @@ static void policy(clickstream_t *c, const struct pending *p, fls_click_feat_t *
         }
         if (f->kind != FLS_CLICK_NONE && !cap_ok) {
                 f->capped = 1;
-                f->first_cap = !f->was_capped && !sn->capped;
-                sn->capped = 1;
+                f->first_cap = !f->was_capped && !u->capped;
+                u->capped = 1;
                 f->kind = FLS_CLICK_NONE;
                 f->reason = "capped";
+                return;
+        }
+        if (f->kind == FLS_CLICK_COUPON && p->claim_state < 0) {
+                /* Refused by the paced budget: nothing sent, nothing changes. */
+                f->kind = FLS_CLICK_NONE;
+                f->reason = "budget_paced";
+                return;
         }
         if (f->kind == FLS_CLICK_NONE)
                 return;
-        sn->act_ts = p->ts > sn->act_ts ? p->ts : sn->act_ts;
-        sn->coupon |= f->kind == FLS_CLICK_COUPON;
-        sn->reminded |= f->kind == FLS_CLICK_REMINDER;
+        u->act_ts = p->ts > u->act_ts ? p->ts : u->act_ts;
+        if (f->kind == FLS_CLICK_COUPON && u->ncamp < MAX_CAMP)
+                u->camps[u->ncamp++] = camp;
+        u->rem |= f->kind == FLS_CLICK_REMINDER;
+}
+
+/* One pass of the policy over the batch from the users' state at its start; then
+ * the decision writes. Claims not asked yet count as granted. */
+static void policy_pass(clickstream_t *c)
+{
+        char ent[300], field[300];
+
+        for (size_t k = 0; k < c->norder; k++) {
+                struct ov *u = &c->ov[c->pend[c->order[k]].ov_user];
+                u->act_ts = u->s_act_ts;
+                u->rem = u->s_rem;
+                u->capped = u->s_capped;
+                u->ncamp = u->s_ncamp;
+                memcpy(u->camps, u->s_camps, sizeof(u->camps));
+        }
+        c->nwr = c->nwr_snap;
+        for (size_t k = 0; k < c->norder; k++) {
+                struct pending *p = &c->pend[c->order[k]];
+                fls_click_feat_t *f = &c->feat[c->order[k]];
+                int n;
+                policy(c, p, f);
+                n = snprintf(ent, sizeof(ent), "u:%.*s", (int)p->user_len,
+                             c->text + p->user);
+                if (f->capped) {
+                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_SET, "capped", 0,
+                             "1", 1);
+                        if (f->first_cap)
+                                wadd(c, p->partition, "p:all", 5, FLS_DEFER_INCR,
+                                     "capped_users", 1, NULL, 0);
+                        continue;
+                }
+                if (f->kind == FLS_CLICK_NONE)
+                        continue;
+                wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, "act_ts", p->ts,
+                     NULL, 0);
+                if (f->kind == FLS_CLICK_COUPON) {
+                        snprintf(field, sizeof(field), "cpn:%.*s", (int)p->camp_len,
+                                 c->text + p->camp);
+                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_SET, field, 0,
+                             "1", 1);
+                } else if (f->kind == FLS_CLICK_REMINDER) {
+                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_SET, "rem", 0,
+                             "1", 1);
+                }
+        }
 }
 
 int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errstr_size)
@@ -930,43 +1466,40 @@ int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errs
                 if (c->pend[i].batch == b)
                         c->order[n++] = i;
         c->norder = n;
+        c->nwr = c->nwr_snap = 0;
+        c->wtext_len = 0;
         if (n == 0)
                 return 0;
-        for (size_t k = 0; k < n; k++)
-                features(c, &c->pend[c->order[k]], &c->feat[c->order[k]], c->xi + k * nfi,
-                         c->xp + k * nfp);
-        if (fls_model_predict(c->intent, c->xi, n, c->si, errstr, errstr_size) < 0 ||
-            fls_model_predict(c->part, c->xp, n, c->sp, errstr, errstr_size) < 0)
-                return -1;
-        /* The users' in-poll state lives for the whole poll, not one batch: after a
-         * restart a poll holds the replayed batch and the next new one of the same
-         * partition, and the replayed batch's deferred cap writes reach Redis only
-         * with the partition's next script call, after this poll. */
-        if (c->seen_poll != c->poll || c->seen_n + n >= c->seen_cap / 2) {
-                size_t want = 2 * (c->npend > c->max_rows ? c->npend : c->max_rows) + 1;
-                if (c->seen_cap < want) {
-                        struct seen *ns = realloc(c->seen, want * sizeof(*ns));
-                        if (!ns) {
-                                snprintf(errstr, errstr_size, "out of memory");
-                                return -1;
-                        }
-                        c->seen = ns;
-                        c->seen_cap = want;
-                }
-                memset(c->seen, 0, c->seen_cap * sizeof(*c->seen));
-                c->seen_poll = c->poll;
-                c->seen_n = 0;
-        }
-        c->seen_n += n;
+        /* The overlay lives for the whole poll, not one batch: after a restart a poll
+         * holds the replayed batch and the next new one of the same partition, and
+         * the replayed batch's deferred writes reach Redis only with the partition's
+         * next script call, after this poll. */
+        if (c->ov_poll != c->poll || c->nov == 0)
+                ov_reset(c);
+        c->nbatch++;
+        build_later(c, n);
         for (size_t k = 0; k < n; k++) {
                 struct pending *p = &c->pend[c->order[k]];
+                p->claim = -1;
+                p->claim_state = 0;
+                features(c, p, k, &c->feat[c->order[k]], c->xi + k * nfi,
+                         c->xp + k * nfp);
+        }
+        snapshot_writes(c);
+        /* Row by row: see the top of the file (batched sgemm is not bit-stable). */
+        for (size_t k = 0; k < n; k++)
+                if (fls_model_predict(c->intent, c->xi + k * nfi, 1, c->si + k, errstr,
+                                      errstr_size) < 0)
+                        return -1;
+        if (fls_model_predict(c->part, c->xp, n, c->sp, errstr, errstr_size) < 0)
+                return -1;
+        for (size_t k = 0; k < n; k++) {
                 fls_click_feat_t *f = &c->feat[c->order[k]];
-                /* Rounded to 1e-4: OpenBLAS may round the last bits differently
-                 * for another batch size, and a replay must send the same record. */
+                /* Four decimals are plenty for a consumer of the record. */
                 f->intent = roundf(c->si[k] * 1e4f) / 1e4f;
                 f->participation = roundf(c->sp[k] * 1e4f) / 1e4f;
-                policy(c, p, f, seen_get(c, p));
         }
+        policy_pass(c);
         return 0;
 }
 
@@ -981,7 +1514,23 @@ const fls_click_feat_t *fls_clickstream_feat(void *app, size_t i)
         return i < c->norder ? &c->feat[c->order[i]] : NULL;
 }
 
-/* ---- decisions -------------------------------------------------------------- */
+size_t fls_clickstream_writes(void *app, const fls_click_write_t **out)
+{
+        clickstream_t *c = app;
+        c->wout = grow(c->wout, &c->wout_cap, c->nwr + 1, sizeof(*c->wout));
+        for (size_t i = 0; i < c->nwr; i++) {
+                const struct wr *w = &c->wr[i];
+                c->wout[i] =
+                    (fls_click_write_t){w->partition,
+                                        w->kind,
+                                        c->wtext + w->entity,
+                                        c->wtext + w->field,
+                                        w->i,
+                                        w->s == (size_t)-1 ? NULL : c->wtext + w->s};
+        }
+        *out = c->wout;
+        return c->nwr;
+}
 
 static int send(clickstream_t *c, fls_emit_t *emit, const struct pending *p,
                 const fls_click_feat_t *f, const char *id, char *errstr,
@@ -1022,75 +1571,80 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
 {
         clickstream_t *c = app;
         fls_claims_t *cl = fls_emit_claims(emit);
-        int nclaims = 0;
-        char id[512], ent[300], field[300];
+        char id[512];
 
         if (fls_clickstream_prepare(app, b, errstr, errstr_size) < 0)
                 return -1;
-        /* Coupons first claim their value on the campaign's budget, all in one round
-         * trip; the paced limit is a pure function of the event time. */
-        for (size_t k = 0; k < c->norder; k++) {
-                struct pending *p = &c->pend[c->order[k]];
-                fls_click_feat_t *f = &c->feat[c->order[k]];
-                int64_t start = f->sale_start >= 0 ? f->sale_start : p->ts, limit;
-                double share;
-                char counter[300];
-                if (f->kind != FLS_CLICK_COUPON)
-                        continue;
-                share = c->pace_slack + (double)(p->ts - start) / (double)c->sale_ms;
-                limit = share >= 1 ? c->budget_c : (int64_t)((double)c->budget_c * share);
-                fls_emit_id(emit, p->partition, p->offset, "coupon", id, sizeof(id));
-                snprintf(counter, sizeof(counter), "budget:%.*s", (int)p->camp_len,
-                         c->text + p->camp);
-                f->claim = fls_claims_add(cl, counter, id, llround(c->coupon_value * 100),
-                                          limit);
-                nclaims++;
-        }
-        if (nclaims && fls_emit_claims_run(emit) < 0) {
-                snprintf(errstr, errstr_size, "stopping while claiming coupon budgets");
-                return -1;
-        }
-        for (size_t k = 0; k < c->norder; k++) {
-                struct pending *p = &c->pend[c->order[k]];
-                fls_click_feat_t *f = &c->feat[c->order[k]];
-                snprintf(ent, sizeof(ent), "u:%.*s", (int)p->user_len, c->text + p->user);
-                if (f->capped) {
-                        fls_emit_defer(emit, p->partition, ent, FLS_DEFER_INCR, "capped",
-                                       1, NULL);
-                        if (f->first_cap)
-                                fls_emit_defer(emit, p->partition, "p:all",
-                                               FLS_DEFER_INCR, "capped_users", 1, NULL);
-                        if (c->m_capped)
-                                fls_counter_add(c->m_capped, 1);
-                        continue;
+        /* Coupons claim their value on the campaign's budget, all in one round trip;
+         * the paced limit is a pure function of the event time. A refusal can free a
+         * later event of the same user for a coupon: decide again and claim those. */
+        for (;;) {
+                int nclaims = 0, refused = 0;
+                fls_claims_reset(cl);
+                for (size_t k = 0; k < c->norder; k++) {
+                        struct pending *p = &c->pend[c->order[k]];
+                        fls_click_feat_t *f = &c->feat[c->order[k]];
+                        int64_t start = f->sale_start >= 0 ? f->sale_start : p->ts, limit;
+                        double share;
+                        char counter[300];
+                        if (f->kind != FLS_CLICK_COUPON || p->claim_state != 0)
+                                continue;
+                        share =
+                            c->pace_slack + (double)(p->ts - start) / (double)c->sale_ms;
+                        limit = share >= 1 ? c->budget_c
+                                           : (int64_t)((double)c->budget_c * share);
+                        fls_emit_id(emit, p->partition, p->offset, "coupon", id,
+                                    sizeof(id));
+                        snprintf(counter, sizeof(counter), "budget:%.*s",
+                                 (int)p->camp_len, c->text + p->camp);
+                        p->claim = fls_claims_add(cl, counter, id,
+                                                  llround(c->coupon_value * 100), limit);
+                        nclaims++;
                 }
-                if (f->kind == FLS_CLICK_NONE)
-                        continue;
-                if (f->kind == FLS_CLICK_COUPON) {
-                        if (fls_claims_granted(cl, f->claim) <= 0) {
-                                f->reason = "budget_paced";
+                if (nclaims == 0)
+                        break;
+                if (fls_emit_claims_run(emit) < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "stopping while claiming coupon budgets");
+                        return -1;
+                }
+                for (size_t k = 0; k < c->norder; k++) {
+                        struct pending *p = &c->pend[c->order[k]];
+                        if (p->claim < 0)
+                                continue;
+                        p->claim_state = fls_claims_granted(cl, p->claim) > 0 ? 1 : -1;
+                        c->feat[c->order[k]].claim = p->claim;
+                        p->claim = -1;
+                        if (p->claim_state < 0) {
+                                refused++;
                                 if (c->m_refused)
                                         fls_counter_add(c->m_refused, 1);
-                                continue;
                         }
                 }
+                if (!refused)
+                        break;
+                policy_pass(c);
+        }
+        for (size_t k = 0; k < c->norder; k++) {
+                struct pending *p = &c->pend[c->order[k]];
+                fls_click_feat_t *f = &c->feat[c->order[k]];
+                if (f->capped && c->m_capped)
+                        fls_counter_add(c->m_capped, 1);
+                if (f->kind == FLS_CLICK_NONE)
+                        continue;
                 fls_emit_id(emit, p->partition, p->offset, kind_names[f->kind], id,
                             sizeof(id));
                 if (send(c, emit, p, f, id, errstr, errstr_size) < 0)
                         return -1;
                 if (c->m_actions[f->kind])
                         fls_counter_add(c->m_actions[f->kind], 1);
-                fls_emit_defer(emit, p->partition, ent, FLS_DEFER_MAX, "act_ts", p->ts,
-                               NULL);
-                if (f->kind == FLS_CLICK_COUPON) {
-                        snprintf(field, sizeof(field), "cpn:%.*s", (int)p->camp_len,
-                                 c->text + p->camp);
-                        fls_emit_defer(emit, p->partition, ent, FLS_DEFER_SET, field, 0,
-                                       "1");
-                } else if (f->kind == FLS_CLICK_REMINDER) {
-                        fls_emit_defer(emit, p->partition, ent, FLS_DEFER_SET, "rem", 0,
-                                       "1");
-                }
+        }
+        /* Snapshots and decision state: durable with this batch's "emitted" mark. */
+        for (size_t i = 0; i < c->nwr; i++) {
+                const struct wr *w = &c->wr[i];
+                fls_emit_defer(emit, w->partition, c->wtext + w->entity, w->kind,
+                               c->wtext + w->field, w->i,
+                               w->s == (size_t)-1 ? NULL : c->wtext + w->s);
         }
         return 0;
 }

@@ -22,8 +22,8 @@ enum { FLS_CLICK_COUPON, FLS_CLICK_REMINDER, FLS_CLICK_RECOMMENDATION, FLS_CLICK
 
 #define FLS_CLICK_MAX_RECO 3
 
-/* The features of one event as of that event (later events of the same user in the
- * same batch are taken out again), and what the policy made of them. */
+/* The features of one event as of that event (whatever else the batch held, see
+ * clickstream.c), and what the policy made of them. */
 typedef struct fls_click_feat {
         int type;
         int64_t ts;
@@ -32,9 +32,9 @@ typedef struct fls_click_feat {
         int64_t w1[6], w5[6], w30[6]; /* counts in the 1, 5 and 30 minute windows */
         double cart_value;            /* currency, >= 0 */
         int64_t cart_items;           /* units, >= 0 */
-        int64_t session_start;        /* event time of the session's first event */
+        int64_t session_start; /* earliest event time of the user's current session */
         int64_t session_len_ms;
-        int64_t distinct_skus, distinct_cats; /* viewed, lifetime of the key */
+        int64_t distinct_skus, distinct_cats; /* viewed up to the event */
         int64_t since_last_ms;                /* -1: first event seen */
         int64_t since_purchase_ms;            /* -1: never bought */
         double avg_view_price;
@@ -63,11 +63,24 @@ typedef struct fls_click_feat {
         char reco[FLS_CLICK_MAX_RECO][64];
 } fls_click_feat_t;
 
-/* Computes features, scores (one predict per model) and the policy's choice for the
- * events update() queued with batch b. The caps of earlier events of the same batch
- * are applied; the coupon budget is not (decide claims it). */
+/* Computes features, scores and the policy's choice for the events update() queued
+ * with batch b (after fls_store_apply). The caps of earlier events of the same poll
+ * are applied; the coupon budget is not (decide claims it; here every coupon counts
+ * as granted). */
 int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errstr_size);
 size_t fls_clickstream_count(void *app);
 const fls_click_feat_t *fls_clickstream_feat(void *app, size_t i);
+
+/* The deferred writes the prepared batch makes (entity snapshots, decision state),
+ * which decide() hands to fls_emit_defer. A test without the runner queues them with
+ * fls_batch_defer into the partition's next batch. Valid until the next prepare. */
+typedef struct fls_click_write {
+        int32_t partition;
+        fls_defer_kind_t kind;
+        const char *entity, *field;
+        int64_t i;
+        const char *s; /* NULL for MAX/INCR */
+} fls_click_write_t;
+size_t fls_clickstream_writes(void *app, const fls_click_write_t **w);
 
 #endif
