@@ -70,7 +70,9 @@ void fls_batch_destroy(fls_batch_t *b);
 /* Starts a batch for one partition. A read-only batch (replaying messages whose
  * updates are already applied) keeps reads and drops every write. */
 void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int read_only);
-/* Sets the entity the next calls refer to ("u:42"); returns its key index. */
+/* Field names given to the calls below are kept by pointer until the batch is
+ * applied (the values are copied): pass literals or storage that outlives the batch.
+ * Sets the entity the next calls refer to ("u:42"); returns its key index. */
 int fls_batch_entity(fls_batch_t *b, const char *entity, size_t len);
 void fls_batch_incr(fls_batch_t *b, int ent, const char *field, int64_t delta);
 void fls_batch_incrf(fls_batch_t *b, int ent, const char *field, double delta);
