@@ -29,13 +29,9 @@
  * refund) and the need is gone. OVERSTOCK once per episode when, after the SKU's
  * 5-minute rate has fallen from its peak, stock covers far more than the need.
  *
- * Order lines have no line number and the simulator (like real carts) repeats a SKU
- * within one order, so the ledger ref of a line is "<order>#<k>": the k-th line of
- * that order for this SKU and warehouse at that event time, counted in memory over a
- * window of recent lines (lines of one checkout or one cancellation share their event
- * time and come together). The runtime's ledger has no line ordinal: this is the
- * workaround. Limit: if a crash restarts a partition exactly between two identical
- * lines of one order, the second one's k restarts at 0.
+ * The stock ledger is kept per order: what an order's lines took of this SKU at this
+ * warehouse adds up, and a cancellation or refund gives back up to its quantity of
+ * that (a line that was oversold took nothing and gives nothing back).
  */
 #include "orders.h"
 
@@ -165,15 +161,6 @@ struct overlay {
         struct sigstate st;
 };
 
-/* Recent order lines, for the ledger ref's ordinal. */
-#define RECENT 256
-struct recent {
-        int64_t ts;
-        int group;    /* 0 placed, 1 given back */
-        char id[120]; /* "<sku:wh>|<order>" */
-        int count;
-};
-
 typedef struct {
         int idx[F__N], out[O__N];
         const fls_store_t *store;
@@ -201,8 +188,6 @@ typedef struct {
         size_t max_rows;
         float *xd, *xi, *fc, *need;
         int64_t *ring_bucket, *ring_units, *ring_lines;
-        struct recent recent[RECENT];
-        size_t recent_next;
 } orders_t;
 
 /* ---- set-up ------------------------------------------------------------------------ */
@@ -403,32 +388,6 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         return FLS_BAD_NONE;
 }
 
-/* The ordinal of this line among the lines of the same order, SKU, warehouse, group
- * and event time seen recently (0 for the first). */
-static int line_ordinal(orders_t *o, int group, const char *key, size_t keylen,
-                        const char *order, size_t olen, int64_t ts)
-{
-        char id[120];
-        int n = snprintf(id, sizeof(id), "%.*s|%.*s", (int)keylen, key, (int)olen, order);
-        struct recent *r;
-
-        if (n < 0 || (size_t)n >= sizeof(id))
-                n = (int)sizeof(id) - 1;
-        for (size_t k = 0; k < RECENT; k++) {
-                r = &o->recent[k];
-                if (r->ts == ts && r->group == group && r->count > 0 &&
-                    strcmp(r->id, id) == 0)
-                        return r->count++;
-        }
-        r = &o->recent[o->recent_next];
-        o->recent_next = (o->recent_next + 1) % RECENT;
-        r->ts = ts;
-        r->group = group;
-        memcpy(r->id, id, (size_t)n + 1);
-        r->count = 1;
-        return 0;
-}
-
 static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t *ev)
 {
         orders_t *o = app;
@@ -466,9 +425,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         fls_batch_setmax(b, e, "last_ts", ev->ts);
         switch (type) {
         case T_PLACED:
-                rn = snprintf(
-                    ref, sizeof(ref), "%.*s#%d", (int)olen, order,
-                    line_ordinal(o, 0, ev->key, ev->keylen, order, olen, ev->ts));
+                rn = snprintf(ref, sizeof(ref), "%.*s", (int)olen, order);
                 fls_batch_stock(b, e, FLS_STOCK_TAKE, "stock", ref, (size_t)rn, qty,
                                 "oversold");
                 if (!ev->late) {
@@ -478,9 +435,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 break;
         case T_CANCELLED:
         case T_REFUNDED:
-                rn = snprintf(
-                    ref, sizeof(ref), "%.*s#%d", (int)olen, order,
-                    line_ordinal(o, 1, ev->key, ev->keylen, order, olen, ev->ts));
+                rn = snprintf(ref, sizeof(ref), "%.*s", (int)olen, order);
                 fls_batch_stock(b, e, FLS_STOCK_GIVE, "stock", ref, (size_t)rn, qty,
                                 "oversold");
                 break;

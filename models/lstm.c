@@ -292,6 +292,9 @@ static void forward(const fls_lstm_t *n, const float *x, size_t B, float *gates,
         float *p = n->p;
         const float *wx = p_wx(n, p), *wh = p_wh(n, p), *b = p_b(n, p);
         size_t gstep = store ? B * H4 : 0, sstep = store ? B * H : 0;
+        /* c_{-1} is multiplied by zero below, but uninitialised memory times zero can
+         * be NaN: start from a zeroed state (valgrind found it). */
+        memset(cs, 0, B * H * sizeof(float));
         for (size_t t = 0; t < T; t++) {
                 float *G = gates + t * gstep;
                 const float *cprev = cs + t * sstep, *hprev = hs + t * sstep;

@@ -355,20 +355,29 @@ Test(store, stock_never_negative_and_gives_back_what_was_taken)
         fls_batch_begin(b, "t", 7, 0);
         e = fls_batch_entity(b, "sw:s1:w1", 8);
         fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o1", 2, 3, "oversold");
-        fls_batch_stock(b, e, FLS_STOCK_ADD, "on_hand", "r1", 2, 5, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_ADD, "on_hand", "", 0, 9, NULL);
         fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o2", 2, 4, "oversold");
         fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o3", 2, 2, "oversold");
+        fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o2", 2, 2, "oversold");
         fls_batch_stock(b, e, FLS_STOCK_TAKE, "on_hand", "o2", 2, 4, "oversold");
-        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o1", 2, 0, NULL);
-        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 0, NULL);
-        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 0, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o1", 2, 3, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 2, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 9, NULL);
+        fls_batch_stock(b, e, FLS_STOCK_GIVE, "on_hand", "o2", 2, 1, NULL);
         r = fls_batch_read(b, e, -1);
         fls_batch_offsets(b, -1, 0, -1, 0, 0);
         apply1(st, b);
-        /* o1 oversold (0 on hand), +5, o2 takes 4 (1 left), o3 oversold, o2 again
-         * ignored, o1 gives back nothing, o2 gives back 4 once: 5 on hand. */
-        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "on_hand", -1), 5);
-        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "oversold", -1), 5);
+        /* o1: 3 oversold at 0 on hand; +9; o2 takes 4 (5 left); o3 takes 2 (3 left);
+         * o2 takes 2 more (1 left); o2's 4 more oversold; o1 gives back nothing (it
+         * holds nothing); o2 gives back 2, then the 4 it still holds of the 9 asked,
+         * then nothing: 1 + 2 + 4 = 7 on hand, 3 + 4 = 7 oversold. */
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "on_hand", -1), 7);
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "oversold", -1), 7);
+        {
+                char *v = fls_t_redis_cli(&env, "HGETALL 't:{t.7}:sw:s1:w1:ledger'");
+                cr_assert(strncmp(v, "o3\n2\n", 6) == 0, "ledger is '%s'", v);
+                free(v);
+        }
         fls_batch_destroy(b);
         fls_store_destroy(st);
 }

@@ -32,10 +32,10 @@
  *   L key cap value                    RPUSH to a list, keep the last cap items
  *   K key add|take|give field ledger-key ref amount overflow ttl
  *                                      stock-like counter that never goes negative:
- *                                      take moves amount out if available, else adds
- *                                      it to overflow; the ledger hash remembers what
- *                                      each ref took, so give returns exactly that,
- *                                      once, and a ref is taken only once
+ *                                      take moves amount out if available (adding it
+ *                                      to the ref's ledger entry), else adds it to
+ *                                      overflow; give returns up to amount of what the
+ *                                      ref still holds
  *   R key                              read back (HGETALL after all writes)
  *   Q key                              read back a list (LRANGE)
  * The same ops in lower case (i f s m e) are deferred writes of earlier decisions:
@@ -119,22 +119,21 @@ static const char apply_lua[] =
     "      if ARGV[i + 2] == 'add' then\n"
     "        redis.call('HINCRBY', key, field, amt)\n"
     "      elseif ARGV[i + 2] == 'take' then\n"
-    "        if redis.call('HEXISTS', ledger, ref) == 0 then\n"
-    "          local have = tonumber(redis.call('HGET', key, field) or '0')\n"
-    "          if have >= amt then\n"
-    "            redis.call('HINCRBY', key, field, -amt)\n"
-    "            redis.call('HSET', ledger, ref, amt)\n"
-    "          else\n"
-    "            redis.call('HINCRBY', key, ARGV[i + 7], amt)\n"
-    "            redis.call('HSET', ledger, ref, 0)\n"
-    "          end\n"
-    "          redis.call('EXPIRE', ledger, ARGV[i + 8])\n"
+    "        local have = tonumber(redis.call('HGET', key, field) or '0')\n"
+    "        if have >= amt then\n"
+    "          redis.call('HINCRBY', key, field, -amt)\n"
+    "          redis.call('HINCRBY', ledger, ref, amt)\n"
+    "        else\n"
+    "          redis.call('HINCRBY', key, ARGV[i + 7], amt)\n"
     "        end\n"
+    "        redis.call('EXPIRE', ledger, ARGV[i + 8])\n"
     "      else\n"
     "        local took = tonumber(redis.call('HGET', ledger, ref) or '0')\n"
-    "        if took > 0 then\n"
-    "          redis.call('HINCRBY', key, field, took)\n"
-    "          redis.call('HSET', ledger, ref, 0)\n"
+    "        local give = math.min(took, amt)\n"
+    "        if give > 0 then\n"
+    "          redis.call('HINCRBY', key, field, give)\n"
+    "          if give == took then redis.call('HDEL', ledger, ref)\n"
+    "          else redis.call('HINCRBY', ledger, ref, -give) end\n"
     "        end\n"
     "      end\n"
     "    end\n"

@@ -97,11 +97,12 @@ void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char 
 void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts,
                       int64_t delta);
 /* A counter that never goes negative, such as stock on hand. ADD adds amount; TAKE
- * removes amount if that much is there, else adds it to the overflow field (e.g.
- * "oversold") and takes nothing; GIVE returns what the same ref took, once. The
- * entity's "<entity>:ledger" hash remembers what each ref (an order line) took, so a
- * ref is taken at most once and given back at most what it took. Applied in the
- * order queued, never coalesced. */
+ * removes amount if that much is there and books it to ref (an order) in the
+ * entity's "<entity>:ledger" hash, else adds it to the overflow field (e.g.
+ * "oversold") and takes nothing; GIVE returns up to amount of what ref still holds
+ * (a cancelled line of an oversold order gives nothing back). Exactly-once comes
+ * from the batch's offset fence, not from the ledger. Applied in the order queued,
+ * never coalesced. */
 typedef enum { FLS_STOCK_ADD, FLS_STOCK_TAKE, FLS_STOCK_GIVE } fls_stock_op_t;
 void fls_batch_stock(fls_batch_t *b, int ent, fls_stock_op_t op, const char *field,
                      const char *ref, size_t reflen, int64_t amount, const char *over);
