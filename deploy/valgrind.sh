@@ -7,6 +7,7 @@
 # Each consumer's report goes to BUILD/valgrind/vg.<pid>.log; a summary is printed.
 #   usage: deploy/valgrind.sh [SUITE...]   (default: test_it_pipeline test_it_dlq)
 #   env: FLS_VALGRIND_BUILD (build folder, default build; a RelWithDebInfo build)
+#        FLS_VALGRIND_FILTER (a Criterion --filter, e.g. 'pipeline/full_run*')
 # Cost: memcheck (with --track-origins) slows a consumer 20-50x; the suites run their
 # executables directly (ctest's 600 s limit is too short; Criterion's own per-test
 # timeouts still apply), and tests/testutil.c allows 10x its usual waits.
@@ -33,7 +34,8 @@ export FLS_VALGRIND="valgrind --error-exitcode=99 --leak-check=full \
 status=0
 for s in "${SUITES[@]}"; do
         echo "== $s under valgrind memcheck =="
-        (cd "$BUILD/tests" && "./$s" --jobs 1) || status=1
+        (cd "$BUILD/tests" && "./$s" --jobs 1 ${FLS_VALGRIND_FILTER:+--filter "$FLS_VALGRIND_FILTER"}) ||
+                status=1
 done
 
 # Summary over every consumer process memcheck watched.
