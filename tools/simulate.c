@@ -71,6 +71,10 @@ const fls_conf_def_t fls_simulate_conf[] = {
     {"sim.regions", FLS_CONF_INT, "8", 1, 1000, "Number of delivery regions.", SCOPE},
     {"sim.zipf_s", FLS_CONF_DBL, "1.1", 0, 5,
      "Exponent of the Zipf popularity of SKUs (0: uniform).", SCOPE},
+    {"sim.hot_share", FLS_CONF_DBL, "0", 0, 1,
+     "Share of product views (and the clicks that follow them) sent to SKU s1, the "
+     "rest drawn by sim.zipf_s; for hot-key benchmarks. 0: off.",
+     SCOPE},
     {"sim.sale_start_s", FLS_CONF_INT, "10", 0, 31536000,
      "Simulated second at which the flash sale starts.", SCOPE},
     {"sim.spike", FLS_CONF_DBL, "25", 1, 1000,
@@ -457,7 +461,7 @@ static const char *const stops[] = {"none", "duration", "events", "signal", "err
 typedef struct {
         /* options */
         uint64_t seed;
-        double rate, zipf_s, spike;
+        double rate, zipf_s, spike, hot_share;
         int64_t duration_ms, max_events, sale_start_ms, start_ts, progress_ms, flush_ms;
         uint32_t nusers, nskus, nwh, nregions;
         int realtime, produce, drain;
@@ -1062,6 +1066,10 @@ static int run_due(sim_t *s, int64_t ts)
 
 static uint32_t pick_sku(sim_t *s)
 {
+        /* sim.hot_share: one extra draw only when set, so other runs keep their
+         * events. */
+        if (s->hot_share > 0 && rng_unif(&s->rng) < s->hot_share)
+                return 0;
         double u = rng_unif(&s->rng);
         uint32_t lo = 0, hi = s->nskus - 1;
         while (lo < hi) {
@@ -1805,6 +1813,7 @@ static int sim_configure(sim_t *s, fls_conf_t *conf)
         s->nwh = (uint32_t)fls_conf_int(conf, "sim.warehouses");
         s->nregions = (uint32_t)fls_conf_int(conf, "sim.regions");
         s->zipf_s = fls_conf_dbl(conf, "sim.zipf_s");
+        s->hot_share = fls_conf_dbl(conf, "sim.hot_share");
         s->sale_start_ms = fls_conf_int(conf, "sim.sale_start_s") * 1000;
         s->spike = fls_conf_dbl(conf, "sim.spike");
         s->start_ts = fls_conf_int(conf, "sim.start_ts");
