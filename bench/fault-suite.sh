@@ -106,11 +106,21 @@ end
 return s"
 done_count() { rcli "$1" EVAL "$DONE_LUA" 0 "$PARTS" 2>/dev/null || echo -1; }
 
+# The coupon budget both passes run with (currency). A budget that binds refuses
+# claims by the order partitions reach Redis (consumers/clickstream.c: the one outcome
+# not fixed by a partition's input): measured with the default 1000, 11342 of 11425
+# claims were refused and 82 of the 83 granted coupons differed between the clean and
+# the fault pass, with every later decision of those users. The passes are compared
+# with a budget that does not bind, so that a difference is a fault bug; budget
+# accounting (used = grants, ids = coupons) is still checked, the limit itself is
+# tested by the claims tests (tests/test_store.c).
+BUDGET=${FLS_FAULT_BUDGET:-10000000}
 # Consumer NAME (pid file STACK/NAME.pid) of app APP.
 start_consumer() { # STACK NAME APP
-        local s=$1 name=$2 app=$3
+        local s=$1 name=$2 app=$3 extra=()
         stack_env "$s"
-        setsid "$BIN" consume "$app" --bootstrap.file="$BOOTSTRAP_FILE" \
+        [ "$app" = clickstream ] && extra=(--clickstream.coupon_budget="$BUDGET")
+        setsid "$BIN" consume "$app" "${extra[@]}" --bootstrap.file="$BOOTSTRAP_FILE" \
                 --redis.port="$REDIS_PORT" --metrics.port=-1 \
                 --kafka.session.timeout.ms=6000 --kafka.reconnect.backoff.max.ms=500 \
                 --redis.retry_max_ms=200 </dev/null >>"$RUN/$s/$name.log" 2>&1 &
@@ -307,6 +317,19 @@ for ((i = 0; i < 1800; i++)); do
         sleep 0.5
 done
 wait_done fault 1
+# A consumer restarted late (after a SIGKILL its old member holds the group until
+# the session times out, 6 s) may still be joining: destroying a cooperative-sticky
+# consumer before its first assignment aborts in librdkafka 2.0.2 (#4312, below).
+# Give each up to 30 s to get one, so that the final stop tests our shutdown rather
+# than that bug (still counted if it happens). Every consumer here gets partitions:
+# 12 per topic, at most two members.
+for name in click-a click-b orders shipments; do
+        for ((i = 0; i < 60; i++)); do
+                awk '/consumer started/ { a = 0 } /"msg":"assigned / { a = 1 } END { exit !a }' \
+                        "$RUN/fault/$name.log" && break
+                sleep 0.5
+        done
+done
 unclean=0 abrt=0
 for name in click-a click-b orders shipments; do
         stop_consumer fault "$name"
@@ -347,8 +370,52 @@ LC_ALL=C join -t $'\t' -a1 -a2 -e '<absent>' -o 0,1.2,2.2 \
         awk -F'\t' '$2 != $3' >"$C/state.diff" || true
 feat_keys=$(cut -f1 "$C/clean.state" | uniq | wc -l)
 feat_fields=$(wc -l <"$C/clean.state")
+# Per-batch policy state: the orders consumer evaluates restock signals once per
+# micro-batch on the SKUs the batch touched (hysteresis per batch, consumers/orders.c),
+# so its signal state and the sampled peak rate depend on where batches end, which
+# differs between the passes. Not promised equal to the clean pass; checked below
+# against the pass's own signals instead. Everything else is.
+PERBATCH_KEY_RE='^fs:\{orders\.[0-9]+\}:sw:[^:]*:[^:]*$'
+PERBATCH_RE='^(sig_kind|sig_level|sig_qty|peak_r5m)$'
 diff_feat=$(awk -F'\t' -v re="$DEFER_RE" '{ split($1, kf, "|"); if (kf[2] !~ re) n++ } END { print n + 0 }' "$C/state.diff")
-diff_defer=$(awk -F'\t' -v re="$DEFER_RE" '{ split($1, kf, "|"); if (kf[2] ~ re) n++ } END { print n + 0 }' "$C/state.diff")
+diff_defer=$(awk -F'\t' -v re="$DEFER_RE" -v kre="$PERBATCH_KEY_RE" -v pre="$PERBATCH_RE" '{ split($1, kf, "|"); if (kf[2] ~ re && !(kf[1] ~ kre && kf[2] ~ pre)) n++ } END { print n + 0 }' "$C/state.diff")
+diff_perbatch=$(awk -F'\t' -v kre="$PERBATCH_KEY_RE" -v pre="$PERBATCH_RE" '{ split($1, kf, "|"); if (kf[1] ~ kre && kf[2] ~ pre) n++ } END { print n + 0 }' "$C/state.diff")
+# What per-batch signals do promise (README, Delivery guarantees): every signal
+# decodes, duplicates are identical (checked with the other outputs), and the signal
+# state a pass leaves in Redis is the one its own last signal per sku:warehouse says
+# (by input offset: RESTOCK -> kind 0, its urgency and quantity; OVERSTOCK -> 1, LOW,
+# its quantity; RESOLVED or none -> -1, -1, 0). Prints the keys that disagree.
+signal_state() { # DECISIONS STATE
+        awk -F'\t' -v kre="$PERBATCH_KEY_RE" '
+        function js(s, f,   v) {
+                if (!match(s, "\"" f "\": *(\"[^\"]*\"|-?[0-9]+)")) return ""
+                v = substr(s, RSTART, RLENGTH); sub(/^"[^"]*": */, "", v); gsub(/"/, "", v)
+                return v
+        }
+        FILENAME == ARGV[1] {
+                if ($1 ~ /^\?/) next
+                n = split($1, a, "/"); off = a[3] + 0
+                k = "fs:{orders." a[2] "}:sw:" js($5, "sku") ":" js($5, "warehouse_id")
+                kind = js($5, "kind"); u = js($5, "urgency"); q = js($5, "recommended_qty")
+                lvl = u == "LOW" ? 0 : u == "MEDIUM" ? 1 : u == "HIGH" ? 2 : u == "CRITICAL" ? 3 : "?"
+                w = kind == "RESTOCK" ? "0 " lvl " " q : kind == "OVERSTOCK" ? "1 0 " q : "-1 -1 0"
+                if (!(k in at) || off >= at[k]) { at[k] = off; want[k] = w }
+                next
+        }
+        $1 ~ kre && ($2 == "sig_kind" || $2 == "sig_level" || $2 == "sig_qty") { v[$1 "|" $2] = $3; keys[$1] = 1 }
+        END {
+                for (k in keys) if (!(k in want)) want[k] = "-1 -1 0"
+                for (k in want) {
+                        h = (k "|sig_kind" in v ? v[k "|sig_kind"] : -1) " " (k "|sig_level" in v ? v[k "|sig_level"] : -1) " " (k "|sig_qty" in v ? v[k "|sig_qty"] : 0)
+                        if (h != want[k]) print k "\tstate " h "\tlast signal " want[k]
+                }
+        }' "$1" "$2"
+}
+signal_state "$C/clean.restock-signals" "$C/clean.state" >"$C/clean.signal-state"
+signal_state "$C/fault.restock-signals" "$C/fault.state" >"$C/fault.signal-state"
+sig_bad_clean=$(wc -l <"$C/clean.signal-state")
+sig_bad_fault=$(wc -l <"$C/fault.signal-state")
+sig_keys=$(awk -F'\t' -v kre="$PERBATCH_KEY_RE" '$1 ~ kre && $2 == "sig_kind"' "$C/fault.state" | wc -l)
 
 # Lifetime counters. Units sold and stock: per sku:warehouse, against the events
 # (PLACED quantities) and against the clean pass.
@@ -393,8 +460,8 @@ read -r cpn_used cpn_gsum cpn_ids cpn_dec cpn_orph cpn_und < <(counter_check "$C
 read -r cap_used cap_gsum cap_ids cap_dec cap_orph cap_und < <(counter_check "$C/fault.capacity" "$C/fault.dispatch-decisions" '"courier_class": *"(express|priority)"')
 read -r ccpn_used _ _ ccpn_dec _ _ < <(counter_check "$C/clean.budget" "$C/clean.marketing-actions" '"kind": *"COUPON"')
 read -r ccap_used _ _ ccap_dec _ _ < <(counter_check "$C/clean.capacity" "$C/clean.dispatch-decisions" '"courier_class": *"(express|priority)"')
-# Limits (defaults: clickstream.coupon_budget 1000 = 100000 cents, shipments.capacity_per_hour 200).
-budget_limit_bad=$(awk -F'\t' '$2 == "used" && $1 !~ /:ids$/ && $3 + 0 > 100000 { n++ } END { print n + 0 }' "$C/fault.budget")
+# Limits (clickstream.coupon_budget $BUDGET, in cents; shipments.capacity_per_hour 200).
+budget_limit_bad=$(awk -F'\t' -v lim="$((BUDGET * 100))" '$2 == "used" && $1 !~ /:ids$/ && $3 + 0 > lim + 0 { n++ } END { print n + 0 }' "$C/fault.budget")
 cap_limit_bad=$(awk -F'\t' '$2 == "used" && $1 !~ /:ids$/ && $3 + 0 > 200 { n++ } END { print n + 0 }' "$C/fault.capacity")
 
 # Decisions per output topic: messages, distinct ids, duplicates, duplicates whose
@@ -445,6 +512,8 @@ verdict() { # NAME VALUE OK(0/1)
         row "partition keys / fields compared" "$feat_keys / $feat_fields" ""
         verdict "feature fields differing from clean pass" "$diff_feat" "$([ "$diff_feat" = 0 ] && echo 1)"
         verdict "decision-state fields differing from clean" "$diff_defer" "$([ "$diff_defer" = 0 ] && echo 1)"
+        row "  orders per-batch signal state, differing (info)" "$diff_perbatch" ""
+        verdict "  signal state unlike own last signal: clean/fault" "$sig_bad_clean/$sig_bad_fault of $sig_keys" "$([ "$sig_bad_clean" = 0 ] && [ "$sig_bad_fault" = 0 ] && echo 1)"
         verdict "units sold: events / clean / fault" "$units_csv/$units_clean/$units_fault" "$([ "$units_csv" = "$units_fault" ] && [ "$units_clean" = "$units_fault" ] && echo 1)"
         verdict "stock on hand: clean / fault" "$stock_clean/$stock_fault" "$([ "$stock_clean" = "$stock_fault" ] && echo 1)"
         verdict "stock keys unlike the events: clean / fault" "$stock_bad_clean/$stock_bad_fault of $stock_keys" "$([ "$stock_bad_clean" = 0 ] && [ "$stock_bad_fault" = 0 ] && echo 1)"
@@ -460,7 +529,15 @@ verdict() { # NAME VALUE OK(0/1)
                 row "$o: decisions out (clean / fault)" "$cn / $n" ""
                 row "  distinct ids / duplicates" "$u / $dup" ""
                 verdict "  duplicates with different bytes" "$conf" "$([ "$conf" = 0 ] && echo 1)"
-                verdict "  clean ids missing / extra in fault" "$miss / $extra" "$([ "$miss" = 0 ] && [ "$extra" = 0 ] && echo 1)"
+                undec=$(grep -c '^?' "$C/fault.$o" || true)
+                verdict "  messages that do not decode" "$undec" "$([ "$undec" = 0 ] && echo 1)"
+                if [ "$o" = restock-signals ]; then
+                        # Per-batch policy: the set of signals depends on where batches
+                        # end (orders.c, hysteresis per batch), not promised across runs.
+                        row "  clean ids missing / extra (info: per batch)" "$miss / $extra" ""
+                else
+                        verdict "  clean ids missing / extra in fault" "$miss / $extra" "$([ "$miss" = 0 ] && [ "$extra" = 0 ] && echo 1)"
+                fi
                 # Not promised across runs: a decision reads its partition's state
                 # after its whole micro-batch is applied, and batch boundaries
                 # differ between the passes (README, Delivery guarantees).

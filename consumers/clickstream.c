@@ -29,24 +29,37 @@
  *      event in memory through one poll (the overlay: a poll can hold a read-only
  *      batch and a new one of the same partition, and the first one's deferred
  *      writes land only with the next poll). Snapshots are SET/MAX, so a script
- *      applied twice (a lost reply, retried) changes nothing.
+ *      applied twice (a lost reply, retried) changes nothing. Snapshots are
+ *      lists of offset-tagged events (with the state after each) and are read as
+ *      of the entity's first event of the poll, leaving out what is at or after
+ *      it: a stopping runner records the deferred writes of its last batch without
+ *      moving "emitted" (its teardown keeps the mark it had), so the restart can
+ *      replay events a snapshot already holds. They hold more than the features
+ *      read (UH, TR_KEEP, SALE_CH) so that the step back is exact, and being
+ *      functions of the input alone they are the same for any batching. The
+ *      decision marks (coupon, reminder, cap) hold minus the first offset, like
+ *      set members, for the same reason.
  *
  * Keys (all under the partition's hash tag, see store.h):
  *   u:<user>       n_<type> lifetime counts, last_ts, last_sku, cart_c / cart_n (cart
  *                  value in cents and units: + on add, - on remove and purchase), pv_c
  *                  (sum of viewed prices, cents), pre_views (views without a campaign),
- *                  last_buy_ts; snapshot h ("1 last_ts last_buy session start n" then
- *                  n events "type ts cents sku_id sale"); decision state act_ts (event
- *                  time of the last action), cpn:<campaign> (a coupon of it was sent),
- *                  rem (a reminder was sent), capped (an action was held back)
+ *                  last_buy_ts; snapshot h ("3 n" then the last UH events "offset
+ *                  type ts cents sku_id sale" each with the state after it
+ *                  "last_buy session start act_ts", act_ts the event time of the
+ *                  last action); decision state act_ts (MAX), cpn:<campaign>
+ *                  (a coupon of it was sent), rem (a reminder was sent), capped (an
+ *                  action was held back): -(first offset)
  *   u:<user>:act   1-minute buckets of each event type (windows 1, 5, 30 minutes)
  *   v:<user>       s<sku>, c<category> viewed, b<sku> bought: -(first offset)
  *   s:<sku>        lifetime counts; s:<sku>:sku 1-minute buckets of views, cart adds and
  *                  purchases (10 minutes): per-minute counts, 5-minute conversion,
  *                  trend = last minute / mean minute of the last 10
- *   k:<category>   snapshot tr: the category's last TRENDING_VIEWS views "ts sku ..."
+ *   k:<category>   snapshot tr: the category's last TR_KEEP views "3 offset ts sku
+ *                  ..." (trending reads the last TRENDING_VIEWS)
  *   p:all          sale_neg (minus the first campaign event time, as applied),
- *                  sale_d (the same as a snapshot), capped_users; p:all:sku the
+ *                  sale_d (the same as a snapshot), sale_s "3 (offset sale)*" (its
+ *                  last SALE_CH changes), capped_users; p:all:sku the
  *                  partition's cart adds and purchases per minute (live conversion);
  *                  p:all:j the journal, "offset ts type late sale cents qty s<sku> user"
  * Ring slots are recycled by events more than window + lateness newer: an event that
@@ -165,6 +178,12 @@ static const char *const sku_feats[] = {"view", "cart_add", "purchase", NULL};
 #define JOURNAL_CAP    4096 /* >= batch.max_messages: a whole batch, for replays */
 #define TRENDING_VIEWS 200  /* trending reads the category's last 200 views */
 #define MAX_CAMP       4    /* campaigns with a coupon, per user and poll */
+/* Snapshots keep more than the features read, so that they can be read as of an
+ * earlier offset (see "3." above): UH events per user (T for the LSTM, T to step
+ * back), TR_KEEP views per category, SALE_CH changes of the learned sale start. */
+#define UH      (2 * T)
+#define TR_KEEP (2 * TRENDING_VIEWS)
+#define SALE_CH 8
 enum { FAM_ACT, FAM_SKU, FAM_JRN };
 /* act and sku first: tools/features.c reads them by index. */
 static const fls_family_t families[] = {
@@ -190,6 +209,7 @@ struct pending {
         size_t tr_pos;   /* the category's views up to this event */
         int claim;       /* index in this round's claims, -1 */
         int claim_state; /* 0 not asked, 1 granted, -1 refused */
+        int cap_counted; /* Redis has the user in capped_users already */
 };
 
 /* An event whose contribution a read may hold: from the batch or the journal. */
@@ -206,6 +226,15 @@ struct trv {
         int64_t ts;
         uint32_t skuh;
         size_t sku, sku_len; /* in text */
+        int64_t off;
+};
+
+/* One event of a user's snapshot, with the user's state after it: the snapshot can
+ * then be read as of any offset it covers (see load_user). */
+struct uent {
+        fls_isim_ev_t ev;
+        int64_t off, last_buy, sess_start, act_ts;
+        uint32_t sess;
 };
 
 /* Overlay entry: an entity's snapshot state, advanced event by event in a poll. */
@@ -216,11 +245,12 @@ struct ov {
         uint64_t h;
         uint64_t touch; /* batch that last touched it */
         /* 'u' */
-        fls_isim_ev_t hist[T];
+        struct uent hist[UH]; /* the user's last UH events, oldest first */
         int nh;
         int64_t last_ts, last_buy, sess_start;
         uint32_t sess;
-        /* 'u', decisions of this poll (Redis holds the earlier ones) */
+        /* 'u', decision state: act_ts from the snapshot, the marks of this poll
+         * (Redis holds the earlier ones) */
         int64_t act_ts;
         int rem, capped, ncamp;
         uint32_t camps[MAX_CAMP];
@@ -232,6 +262,10 @@ struct ov {
         size_t ntr, tr_cap;
         /* 'p' */
         int64_t sale; /* learned sale start, -1 */
+        struct {
+                int64_t off, sale;
+        } sch[SALE_CH]; /* its last changes, oldest first */
+        int nsch;
 };
 
 /* A deferred write made by a batch's decisions (snapshots and decision state). */
@@ -277,6 +311,8 @@ typedef struct {
         size_t nwr, nwr_snap, wr_cap, wout_cap;
         char *wtext;
         size_t wtext_len, wtext_cap;
+        char *sbuf; /* a snapshot being formatted */
+        size_t sbuf_cap;
         /* Field names of set members: the store keeps the pointers until the apply,
          * so they live in blocks that never move, reused from poll to poll. */
         char **fblk;
@@ -351,6 +387,7 @@ static void destroy(void *app)
         free(c->wr);
         free(c->wout);
         free(c->wtext);
+        free(c->sbuf);
         for (size_t i = 0; i < c->nfblk; i++)
                 free(c->fblk[i]);
         free(c->fblk);
@@ -794,54 +831,93 @@ static int ov_get(clickstream_t *c, int32_t partition, char kind, size_t key, si
         return (int)c->nov++;
 }
 
-/* Loads a user's snapshot h: "1 last_ts last_buy sess start n (type ts cents sku
- * sale)*n". A missing or malformed one is an empty history. */
-static void load_user(struct ov *o, const char *s)
+/* Loads a user's snapshot as of offset o (the user's first event of the poll): "3 n"
+ * then n entries "off type ts cents sku sale last_buy sess start act_ts", oldest
+ * first; the state is the one after the last entry before o. Entries at or after o
+ * are there when a stopping runner recorded the deferred writes of its last batch
+ * without moving "emitted" (its teardown records them with the mark it had): the
+ * replay then starts before them, and folding them in again would count them twice.
+ * Stepping back is exact while the user has at most UH - T events in that batch;
+ * past that (or a missing or malformed snapshot) the history starts empty. */
+static void load_user(struct ov *o, const char *s, int64_t off)
 {
-        long long a, b, d;
-        unsigned long sess;
-        int n, pos = 0, k;
-        if (!s ||
-            sscanf(s, "1 %lld %lld %lu %lld %d %n", &a, &b, &sess, &d, &n, &pos) != 5 ||
-            n < 0 || n > T)
+        int n, pos = 0, k, keep_n = 0;
+        if (!s || sscanf(s, "3 %d %n", &n, &pos) != 1 || n < 0 || n > UH)
                 return;
         s += pos;
         for (k = 0; k < n; k++) {
+                struct uent *e = &o->hist[k];
                 int ty, sa;
-                long long ts, ce;
-                unsigned long sk;
-                if (sscanf(s, "%d %lld %lld %lu %d %n", &ty, &ts, &ce, &sk, &sa, &pos) !=
-                        5 ||
+                long long of, ts, ce, lb, st, at;
+                unsigned long sk, se;
+                if (sscanf(s, "%lld %d %lld %lld %lu %d %lld %lu %lld %lld %n", &of, &ty,
+                           &ts, &ce, &sk, &sa, &lb, &se, &st, &at, &pos) != 10 ||
                     ty < 0 || ty > 5)
                         return;
                 s += pos;
-                o->hist[k] =
-                    (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
+                if (of >= off)
+                        break;
+                e->ev = (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
+                e->off = of;
+                e->last_buy = lb;
+                e->sess = (uint32_t)se;
+                e->sess_start = st;
+                e->act_ts = at;
+                keep_n = k + 1;
         }
-        o->nh = n;
-        o->last_ts = a;
-        o->last_buy = b;
-        o->sess = (uint32_t)sess;
-        o->sess_start = d;
+        o->nh = keep_n;
+        if (keep_n == 0)
+                return;
+        o->last_ts = o->hist[keep_n - 1].ev.ts;
+        o->last_buy = o->hist[keep_n - 1].last_buy;
+        o->sess = o->hist[keep_n - 1].sess;
+        o->sess_start = o->hist[keep_n - 1].sess_start;
+        o->act_ts = o->hist[keep_n - 1].act_ts;
 }
 
-static void load_cat(clickstream_t *c, struct ov *o, const char *s)
+/* Loads a category's snapshot as of offset o: "3 (off ts sku)*", its last TR_KEEP
+ * views; views at or after o are left out (see load_user). */
+static void load_cat(clickstream_t *c, struct ov *o, const char *s, int64_t off)
 {
-        while (s && *s) {
+        if (!s || strncmp(s, "3", 1) != 0)
+                return;
+        s += 1;
+        while (*s == ' ') {
                 char *end;
-                long long ts = strtoll(s, &end, 10);
+                long long of = strtoll(s + 1, &end, 10), ts;
                 const char *sk;
                 size_t len;
-                if (end == s || *end != ' ')
+                if (end == s + 1 || *end != ' ')
+                        return;
+                ts = strtoll(end + 1, &end, 10);
+                if (*end != ' ')
                         return;
                 sk = end + 1;
                 len = strcspn(sk, " ");
-                if (len == 0 || len > 60)
+                if (len == 0 || len > 60 || of >= off)
                         return;
                 o->tr = grow(o->tr, &o->tr_cap, o->ntr + 1, sizeof(*o->tr));
                 o->tr[o->ntr++] =
-                    (struct trv){ts, fls_isim_sku_id(sk, len), keep(c, sk, len), len};
-                s = sk + len + (sk[len] == ' ');
+                    (struct trv){ts, fls_isim_sku_id(sk, len), keep(c, sk, len), len, of};
+                s = sk + len;
+        }
+}
+
+/* Loads the partition's learned sale start as of offset o: "3 (off sale)*", its
+ * last changes. */
+static void load_sale(struct ov *o, const char *s, int64_t off)
+{
+        int pos = 0;
+        long long of, sa;
+        if (!s || strncmp(s, "3", 1) != 0)
+                return;
+        s += 1;
+        while (sscanf(s, " %lld %lld%n", &of, &sa, &pos) == 2 && of < off &&
+               o->nsch < SALE_CH) {
+                o->sch[o->nsch].off = of;
+                o->sch[o->nsch++].sale = sa;
+                o->sale = sa;
+                s += pos;
         }
 }
 
@@ -1108,6 +1184,8 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 la_c = 0, la_p = 0;
         int fresh;
         struct ov *u, *pa;
+        struct uent *he;
+        fls_isim_ev_t seq[T];
         char key[300];
         fls_part_in_t pin;
 
@@ -1215,7 +1293,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         p->ov_user = ov_get(c, p->partition, 'u', p->user, p->user_len, &fresh);
         u = &c->ov[p->ov_user];
         if (fresh)
-                load_user(u, fls_hash_get(uh, "h"));
+                load_user(u, fls_hash_get(uh, "h"), p->offset);
         if (u->touch != c->nbatch) {
                 u->touch = c->nbatch;
                 u->s_act_ts = u->act_ts;
@@ -1224,12 +1302,19 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 u->s_ncamp = u->ncamp;
                 memcpy(u->s_camps, u->camps, sizeof(u->camps));
         }
-        if (u->nh == T)
-                memmove(u->hist, u->hist + 1, (T - 1) * sizeof(*u->hist)), u->nh--;
-        u->hist[u->nh++] = (fls_isim_ev_t){
+        if (u->nh == UH)
+                memmove(u->hist, u->hist + 1, (UH - 1) * sizeof(*u->hist)), u->nh--;
+        he = &u->hist[u->nh++];
+        he->ev = (fls_isim_ev_t){
             p->type, p->ts, (double)p->cents / 100.0,
             p->sku_len ? fls_isim_sku_id(c->text + p->sku, p->sku_len) : 0, p->in_sale};
-        fls_isim_sequence(u->hist, (size_t)u->nh, xi);
+        he->off = p->offset;
+        {
+                int from = u->nh > T ? u->nh - T : 0;
+                for (int k = from; k < u->nh; k++)
+                        seq[k - from] = u->hist[k].ev;
+                fls_isim_sequence(seq, (size_t)(u->nh - from), xi);
+        }
         f->since_last_ms =
             u->last_ts >= 0 ? (p->ts > u->last_ts ? p->ts - u->last_ts : 0) : -1;
         u->last_ts = p->ts;
@@ -1245,6 +1330,10 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         }
         f->session_start = u->sess_start;
         f->session_len_ms = p->ts > f->session_start ? p->ts - f->session_start : 0;
+        he->last_buy = u->last_buy;
+        he->sess = u->sess;
+        he->sess_start = u->sess_start;
+        he->act_ts = u->act_ts; /* the policy sets it after the event's decision */
 
         p->ov_cat = -1;
         if (p->r_cat >= 0) {
@@ -1253,34 +1342,47 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 kc = &c->ov[p->ov_cat];
                 if (fresh) {
                         kc->ntr = 0;
-                        load_cat(c, kc, fls_hash_get(fls_batch_reply(b, p->r_cat), "tr"));
+                        load_cat(c, kc, fls_hash_get(fls_batch_reply(b, p->r_cat), "tr"),
+                                 p->offset);
                 }
                 kc->touch = c->nbatch;
                 if (!p->late) {
                         kc->tr = grow(kc->tr, &kc->tr_cap, kc->ntr + 1, sizeof(*kc->tr));
                         kc->tr[kc->ntr++] = (struct trv){
                             p->ts, fls_isim_sku_id(c->text + p->sku, p->sku_len), p->sku,
-                            p->sku_len};
+                            p->sku_len, p->offset};
                 }
                 p->tr_pos = kc->ntr;
         }
 
         pa = &c->ov[ov_get(c, p->partition, 'p', 0, 0, &fresh)];
-        if (fresh && fls_hash_get(all, "sale_d"))
-                pa->sale = -fls_hash_int(all, "sale_d", 0);
+        if (fresh)
+                load_sale(pa, fls_hash_get(all, "sale_s"), p->offset);
         pa->touch = c->nbatch;
-        if (p->in_sale && (pa->sale < 0 || p->ts < pa->sale))
+        if (p->in_sale && (pa->sale < 0 || p->ts < pa->sale)) {
                 pa->sale = p->ts;
+                if (pa->nsch == SALE_CH)
+                        memmove(pa->sch, pa->sch + 1, (SALE_CH - 1) * sizeof(*pa->sch)),
+                            pa->nsch--;
+                pa->sch[pa->nsch].off = p->offset;
+                pa->sch[pa->nsch++].sale = p->ts;
+        }
         f->sale_start = c->sale_start > 0 ? c->sale_start : pa->sale;
         f->viewed_sale_sku_pre =
             f->pre_views > 0 && f->sale_start >= 0 && p->ts >= f->sale_start;
 
-        /* Decision state: Redis holds it up to the poll, the overlay since. */
-        f->last_action_ts = fls_hash_int(uh, "act_ts", -1);
+        /* Decision state as of the event: the last action's time from the user's
+         * snapshot (the overlay advances it through the poll); the marks hold minus
+         * the offset of the event that set them first, so a mark written ahead (see
+         * load_user) by a later event does not count. */
+        f->last_action_ts = u->s_act_ts;
         snprintf(key, sizeof(key), "cpn:%.*s", (int)p->camp_len, c->text + p->camp);
-        f->coupon_taken = p->camp_len > 0 && fls_hash_get(uh, key) != NULL;
-        f->reminded = fls_hash_get(uh, "rem") != NULL;
-        f->was_capped = fls_hash_get(uh, "capped") != NULL;
+        f->coupon_taken = p->camp_len > 0 && member(uh, key, p->offset - 1);
+        f->reminded = member(uh, "rem", p->offset - 1);
+        f->was_capped = member(uh, "capped", p->offset - 1);
+        /* capped_users is a count, not a mark: it went up with the first "capped"
+         * write in the same script, so a user with any mark was counted already. */
+        p->cap_counted = fls_hash_get(uh, "capped") != NULL;
         f->claim = -1;
 
         memset(&pin, 0, sizeof(pin));
@@ -1298,53 +1400,75 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         fls_part_row(&pin, xp);
 }
 
-/* Snapshot writes of the entities the batch touched (after features). */
+/* The user snapshots of the batch, with the decision state the policy left (after
+ * each policy pass): "3 n" then n entries "off type ts cents sku sale last_buy sess
+ * start act_ts" (~70 bytes each, UH of them: ~2 kB per user the batch touched). */
+static void user_writes(clickstream_t *c)
+{
+        char ent[300];
+        for (size_t i = 0; i < c->nov; i++) {
+                const struct ov *o = &c->ov[i];
+                size_t len;
+                if (o->touch != c->nbatch || o->kind != 'u')
+                        continue;
+                c->sbuf = grow(c->sbuf, &c->sbuf_cap, 32 + (size_t)UH * 200, 1);
+                len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "3 %d", o->nh);
+                for (int k = 0; k < o->nh; k++) {
+                        const struct uent *e = &o->hist[k];
+                        len += (size_t)snprintf(
+                            c->sbuf + len, c->sbuf_cap - len,
+                            " %" PRId64 " %d %" PRId64 " %lld %" PRIu32 " %d %" PRId64
+                            " %" PRIu32 " %" PRId64 " %" PRId64,
+                            e->off, e->ev.type, e->ev.ts, llround(e->ev.price * 100),
+                            e->ev.sku, e->ev.in_sale, e->last_buy, e->sess, e->sess_start,
+                            e->act_ts);
+                }
+                snprintf(ent, sizeof(ent), "u:%.*s", (int)o->key_len, c->text + o->key);
+                wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "h", 0, c->sbuf,
+                     len);
+        }
+}
+
+/* Snapshot writes of the categories and the partition the batch touched (after
+ * features; users follow the policy). */
 static void snapshot_writes(clickstream_t *c)
 {
-        char *buf = NULL, ent[300];
-        size_t cap = 0, len;
+        char ent[300];
+        size_t len;
 
         for (size_t i = 0; i < c->nov; i++) {
                 struct ov *o = &c->ov[i];
                 if (o->touch != c->nbatch)
                         continue;
-                len = 0;
-                if (o->kind == 'u') {
-                        buf = grow(buf, &cap, 128 + (size_t)T * 80, 1);
-                        len = (size_t)snprintf(
-                            buf, cap,
-                            "1 %" PRId64 " %" PRId64 " %" PRIu32 " %" PRId64 " %d",
-                            o->last_ts, o->last_buy, o->sess, o->sess_start, o->nh);
-                        for (int k = 0; k < o->nh; k++)
-                                len += (size_t)snprintf(
-                                    buf + len, cap - len,
-                                    " %d %" PRId64 " %lld %" PRIu32 " %d",
-                                    o->hist[k].type, o->hist[k].ts,
-                                    llround(o->hist[k].price * 100), o->hist[k].sku,
-                                    o->hist[k].in_sale);
-                        snprintf(ent, sizeof(ent), "u:%.*s", (int)o->key_len,
-                                 c->text + o->key);
-                        wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "h", 0,
-                             buf, len);
-                } else if (o->kind == 'k') {
-                        size_t from =
-                            o->ntr > TRENDING_VIEWS ? o->ntr - TRENDING_VIEWS : 0;
-                        buf = grow(buf, &cap, (o->ntr - from) * 90 + 1, 1);
+                if (o->kind == 'k') {
+                        /* ~25 bytes a view, TR_KEEP of them: ~10 kB per category */
+                        size_t from = o->ntr > TR_KEEP ? o->ntr - TR_KEEP : 0;
+                        c->sbuf =
+                            grow(c->sbuf, &c->sbuf_cap, (o->ntr - from) * 110 + 8, 1);
+                        len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "3");
                         for (size_t k = from; k < o->ntr; k++)
-                                len += (size_t)snprintf(
-                                    buf + len, cap - len, "%s%" PRId64 " %.*s",
-                                    k > from ? " " : "", o->tr[k].ts,
-                                    (int)o->tr[k].sku_len, c->text + o->tr[k].sku);
+                                len += (size_t)snprintf(c->sbuf + len, c->sbuf_cap - len,
+                                                        " %" PRId64 " %" PRId64 " %.*s",
+                                                        o->tr[k].off, o->tr[k].ts,
+                                                        (int)o->tr[k].sku_len,
+                                                        c->text + o->tr[k].sku);
                         snprintf(ent, sizeof(ent), "k:%.*s", (int)o->key_len,
                                  c->text + o->key);
                         wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "tr", 0,
-                             buf ? buf : "", len);
-                } else if (o->sale >= 0) {
+                             c->sbuf, len);
+                } else if (o->kind == 'p' && o->nsch > 0) {
+                        c->sbuf = grow(c->sbuf, &c->sbuf_cap, 8 + SALE_CH * 48, 1);
+                        len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "3");
+                        for (int k = 0; k < o->nsch; k++)
+                                len += (size_t)snprintf(c->sbuf + len, c->sbuf_cap - len,
+                                                        " %" PRId64 " %" PRId64,
+                                                        o->sch[k].off, o->sch[k].sale);
+                        wadd(c, o->partition, "p:all", 5, FLS_DEFER_SET, "sale_s", 0,
+                             c->sbuf, len);
                         wadd(c, o->partition, "p:all", 5, FLS_DEFER_MAX, "sale_d",
                              -o->sale, NULL, 0);
                 }
         }
-        free(buf);
         c->nwr_snap = c->nwr;
 }
 
@@ -1411,6 +1535,17 @@ static void policy(clickstream_t *c, struct pending *p, fls_click_feat_t *f)
         u->rem |= f->kind == FLS_CLICK_REMINDER;
 }
 
+/* The user's state after p's decision, in p's snapshot entry. */
+static void policy_after(clickstream_t *c, const struct pending *p)
+{
+        struct ov *u = &c->ov[p->ov_user];
+        for (int k = u->nh; k-- > 0;)
+                if (u->hist[k].off == p->offset) {
+                        u->hist[k].act_ts = u->act_ts;
+                        break;
+                }
+}
+
 /* One pass of the policy over the batch from the users' state at its start; then
  * the decision writes. Claims not asked yet count as granted. */
 static void policy_pass(clickstream_t *c)
@@ -1431,12 +1566,14 @@ static void policy_pass(clickstream_t *c)
                 fls_click_feat_t *f = &c->feat[c->order[k]];
                 int n;
                 policy(c, p, f);
+                policy_after(c, p);
                 n = snprintf(ent, sizeof(ent), "u:%.*s", (int)p->user_len,
                              c->text + p->user);
+                /* Marks hold minus the first offset (MAX keeps the first). */
                 if (f->capped) {
-                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_SET, "capped", 0,
-                             "1", 1);
-                        if (f->first_cap)
+                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, "capped",
+                             -p->offset, NULL, 0);
+                        if (f->first_cap && !p->cap_counted)
                                 wadd(c, p->partition, "p:all", 5, FLS_DEFER_INCR,
                                      "capped_users", 1, NULL, 0);
                         continue;
@@ -1448,13 +1585,14 @@ static void policy_pass(clickstream_t *c)
                 if (f->kind == FLS_CLICK_COUPON) {
                         snprintf(field, sizeof(field), "cpn:%.*s", (int)p->camp_len,
                                  c->text + p->camp);
-                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_SET, field, 0,
-                             "1", 1);
+                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, field,
+                             -p->offset, NULL, 0);
                 } else if (f->kind == FLS_CLICK_REMINDER) {
-                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_SET, "rem", 0,
-                             "1", 1);
+                        wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, "rem",
+                             -p->offset, NULL, 0);
                 }
         }
+        user_writes(c);
 }
 
 int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errstr_size)

@@ -270,6 +270,24 @@ static void h_poll(h_t *h, const ev_t *evs, size_t ro_from, size_t ro_to, size_t
         }
 }
 
+/* What the runner's teardown does when it stops before a batch's outputs were
+ * confirmed: it records the pending deferred writes in one read-only script, with
+ * the "emitted" mark it had before that batch (here: emitted). */
+static void h_stop_records(h_t *h, int64_t emitted)
+{
+        char err[512];
+        fls_batch_t *b = h->b[0];
+        fls_batch_begin(b, TOPIC, PART, 1);
+        for (size_t k = 0; k < h->nposts; k++) {
+                struct post *q = &h->posts[k];
+                int ent = fls_batch_entity(b, q->entity, strlen(q->entity));
+                fls_batch_defer(b, ent, q->kind, q->field, q->i, q->has_s ? q->s : NULL);
+        }
+        fls_batch_offsets(b, -1, -1, emitted, 0, 0);
+        cr_assert_eq(fls_store_apply(h->st, &b, 1, err, sizeof(err)), 0, "%s", err);
+        h->nposts = 0;
+}
+
 /* Runs evs in new batches ending at the given cuts (ascending, last == n). */
 static void run_batches(h_t *h, const ev_t *evs, const size_t *cuts, size_t ncuts)
 {
@@ -556,6 +574,42 @@ Test(clickstream, features_are_as_of_the_event_for_any_batching)
         h_poll(&h, seq_evs, 18, 26, 26, NSEQ);
         check_features(&h, seq_evs, NSEQ, "crash replay");
         check_same(ref, h.feat, NSEQ, "crash replay");
+        h_close(&h);
+
+        /* A stop after events 10..25 were decided but before their outputs were
+         * confirmed: the runner's teardown records their deferred writes (snapshots
+         * and decision marks as of event 25) with the old "emitted" mark 9, so the
+         * restart replays 10..25 on top of state that already holds them (the fault
+         * suite's doubled histories). Replayed in one poll with the next new batch. */
+        h_open(&h, NSEQ, extra);
+        h_poll(&h, seq_evs, 0, 0, 0, 10);
+        h_poll(&h, seq_evs, 0, 0, 10, 26);
+        h_stop_records(&h, 9);
+        h_restart(&h);
+        h.emitted = 9;
+        for (size_t i = 0; i < 26; i++)
+                if (seq_evs[i].ts > h.watermark)
+                        h.watermark = seq_evs[i].ts;
+        h_poll(&h, seq_evs, 10, 26, 26, NSEQ);
+        check_features(&h, seq_evs, NSEQ, "replay over recorded writes");
+        check_same(ref, h.feat, NSEQ, "replay over recorded writes");
+        h_close(&h);
+
+        /* The same in two polls (10..17, then 18..25 with the new batch): the first
+         * poll's writes land with a proper mark, the second starts from them. */
+        h_open(&h, NSEQ, extra);
+        h_poll(&h, seq_evs, 0, 0, 0, 10);
+        h_poll(&h, seq_evs, 0, 0, 10, 26);
+        h_stop_records(&h, 9);
+        h_restart(&h);
+        h.emitted = 9;
+        h_poll(&h, seq_evs, 10, 18, 0, 0);
+        for (size_t i = 0; i < 26; i++)
+                if (seq_evs[i].ts > h.watermark)
+                        h.watermark = seq_evs[i].ts;
+        h_poll(&h, seq_evs, 18, 26, 26, NSEQ);
+        check_features(&h, seq_evs, NSEQ, "replay over recorded writes, two polls");
+        check_same(ref, h.feat, NSEQ, "replay over recorded writes, two polls");
         h_close(&h);
 }
 

@@ -260,6 +260,9 @@ Test(store, deferred_writes_apply_unless_stale)
         fls_batch_t *b = fls_batch_new(st);
         int e;
 
+        fls_batch_begin(b, "t", 5, 0);
+        fls_batch_offsets(b, -1, 3, -1, 0, 0);
+        apply1(st, b);
         /* In a read-only batch (the idle "emitted" record) they still apply. */
         fls_batch_begin(b, "t", 5, 1);
         e = fls_batch_entity(b, "sig", 3);
@@ -376,6 +379,37 @@ Test(store, stock_never_negative_and_gives_back_what_was_taken)
         {
                 char *v = fls_t_redis_cli(&env, "HGETALL 't:{t.7}:sw:s1:w1:ledger'");
                 cr_assert(strncmp(v, "o3\n2\n", 6) == 0, "ledger is '%s'", v);
+                free(v);
+        }
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+Test(store, read_only_batch_cannot_mark_emitted_past_applied)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+        int e;
+
+        fls_batch_begin(b, "t", 8, 0);
+        e = fls_batch_entity(b, "x", 1);
+        fls_batch_incr(b, e, "n", 1);
+        fls_batch_offsets(b, -1, 10, -1, 0, 0);
+        apply1(st, b);
+        /* A process that believes it emitted up to 20 (Redis lost the writes since):
+         * refused, and its deferred writes with it. */
+        fls_batch_begin(b, "t", 8, 1);
+        e = fls_batch_entity(b, "x", 1);
+        fls_batch_defer(b, e, FLS_DEFER_SET, "mark", 0, "late");
+        fls_batch_offsets(b, -1, -1, 20, 0, 0);
+        apply1(st, b);
+        cr_assert(fls_batch_stale(b));
+        {
+                char *v = fls_t_redis_cli(&env, "HMGET 't:{t.8}:meta' emitted offset");
+                cr_assert(strncmp(v, "\n10", 3) == 0, "meta is '%s'", v);
+                free(v);
+                v = fls_t_redis_cli(&env, "HGET 't:{t.8}:x' mark");
+                cr_assert(v[0] == '\n', "mark is '%s'", v);
                 free(v);
         }
         fls_batch_destroy(b);

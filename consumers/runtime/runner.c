@@ -505,6 +505,18 @@ static int check_msg(runner_t *r, rd_kafka_message_t *m, avro_value_t **valuep,
         return 0;
 }
 
+/* The poll's decisions were not all acknowledged (stopping, or a fatal error): their
+ * deferred writes must not reach Redis, which would otherwise hold decision state
+ * ahead of the "emitted" mark, and the replay after the restart would see it. */
+static void abandon(runner_t *r, const int32_t *bpart, size_t nb)
+{
+        for (size_t k = 0; k < nb; k++) {
+                struct part *p = part_get(r, bpart[k]);
+                if (p)
+                        posts_drop(p, p->nposts);
+        }
+}
+
 static void process(runner_t *r, size_t n)
 {
         fls_batch_t *bs[MAX_BATCHES];
@@ -603,6 +615,7 @@ static void process(runner_t *r, size_t n)
                 if (r->app->decide(r->ctx, bs[k], &r->emit, err, sizeof(err))) {
                         fls_log(FLS_LOG_ERROR, "runner", "%s: %s", r->app->name, err);
                         r->fatal = 1;
+                        abandon(r, bpart, nb);
                         return;
                 }
         }
@@ -610,8 +623,10 @@ static void process(runner_t *r, size_t n)
          * emitted: a crash before this point replays it. */
         while (rd_kafka_outq_len(r->producer) > 0 && !*r->stop)
                 rd_kafka_flush(r->producer, 100);
-        if (rd_kafka_outq_len(r->producer) > 0)
+        if (rd_kafka_outq_len(r->producer) > 0) {
+                abandon(r, bpart, nb);
                 return;
+        }
 
         done = rd_kafka_topic_partition_list_new((int)nb);
         for (size_t k = 0; k < nb; k++) {
@@ -634,6 +649,7 @@ static void process(runner_t *r, size_t n)
 static void record_emitted(runner_t *r)
 {
         fls_batch_t *bs[MAX_BATCHES];
+        int parts[MAX_BATCHES];
         size_t nb = 0;
 
         for (int i = 0; i < r->nparts && nb < MAX_BATCHES; i++) {
@@ -647,17 +663,22 @@ static void record_emitted(runner_t *r)
                 fls_batch_begin(bs[nb], r->topic, i, 1);
                 posts_attach(p, bs[nb]);
                 fls_batch_offsets(bs[nb], -1, -1, p->emitted, 0, 0);
-                nb++;
+                parts[nb++] = i;
         }
-        if (nb && apply_retry(r, bs, nb) == 0) {
-                for (int i = 0; i < r->nparts; i++) {
-                        struct part *p = &r->parts[i];
-                        if (!p->assigned)
-                                continue;
-                        p->e_stored = p->emitted;
-                        if (p->attached)
-                                posts_drop(p, p->attached);
+        if (nb == 0 || apply_retry(r, bs, nb))
+                return;
+        for (size_t k = 0; k < nb; k++) {
+                struct part *p = &r->parts[parts[k]];
+                if (fls_batch_stale(bs[k])) {
+                        /* Redis lost writes: start over from what it holds. */
+                        fls_counter_add(r->m_stale, 1);
+                        p->reseek = 1;
+                        posts_drop(p, p->nposts);
+                        continue;
                 }
+                p->e_stored = p->emitted;
+                if (p->attached)
+                        posts_drop(p, p->attached);
         }
 }
 
@@ -975,6 +996,7 @@ int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *s
                 if (good == 0 && ++idle >= 5) {
                         idle = 0;
                         record_emitted(&r);
+                        reseek(&r);
                 }
                 update_lag(&r);
         }
