@@ -284,6 +284,7 @@ typedef struct {
         int64_t no_buy_ms, budget_c, cap_ms, sale_start, sale_ms;
         const fls_store_t *store;
         fls_model_t *intent, *part;
+        char intent_path[512], part_path[512];
         char versions[256];
         size_t max_rows;
         float *xi, *xp, *si, *sp; /* reserved rows and scores */
@@ -395,6 +396,35 @@ static void destroy(void *app)
 }
 
 static fls_model_t *load_model(const char *path, const char *const *names, size_t n,
+                               size_t seq, size_t rows, char *errstr, size_t errstr_size);
+
+/* The reload callback (SIGHUP): both files are loaded and checked before either
+ * replaces the one serving, so a bad file changes nothing. */
+static int reload(void *app, char *errstr, size_t errstr_size)
+{
+        clickstream_t *c = app;
+        fls_model_t *in, *pa;
+
+        in = load_model(c->intent_path, fls_isim_feature_names(), fls_isim_nfeatures(),
+                        fls_model_seq_len(c->intent), c->max_rows, errstr, errstr_size);
+        if (!in)
+                return -1;
+        pa = load_model(c->part_path, fls_part_feature_names(), fls_part_nfeatures(), 1,
+                        c->max_rows, errstr, errstr_size);
+        if (!pa) {
+                fls_model_destroy(in);
+                return -1;
+        }
+        fls_model_destroy(c->intent);
+        fls_model_destroy(c->part);
+        c->intent = in;
+        c->part = pa;
+        snprintf(c->versions, sizeof(c->versions), "%s@%s,%s@%s", fls_model_name(in),
+                 fls_model_version(in), fls_model_name(pa), fls_model_version(pa));
+        return 0;
+}
+
+static fls_model_t *load_model(const char *path, const char *const *names, size_t n,
                                size_t seq, size_t rows, char *errstr, size_t errstr_size)
 {
         fls_model_t *m = fls_model_load(path, errstr, errstr_size);
@@ -468,6 +498,10 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
         /* Both models are built once; their scratch and our row buffers are reserved
          * for the largest batch, so scoring never allocates. */
         c->max_rows = rows;
+        snprintf(c->intent_path, sizeof(c->intent_path), "%s",
+                 fls_conf_str(cf, "clickstream.intent_model"));
+        snprintf(c->part_path, sizeof(c->part_path), "%s",
+                 fls_conf_str(cf, "clickstream.participation_model"));
         if (!(c->intent = load_model(fls_conf_str(cf, "clickstream.intent_model"),
                                      fls_isim_feature_names(), fls_isim_nfeatures(), T,
                                      rows, errstr, errstr_size)) ||
@@ -1800,4 +1834,5 @@ const fls_app_t fls_clickstream_app = {
     .check = check,
     .update = update,
     .decide = decide,
+    .reload = reload,
 };

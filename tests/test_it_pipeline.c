@@ -347,6 +347,7 @@ Test(pipeline, full_run_features_and_decisions)
              i++)
                 usleep(50000);
         cr_assert_eq(log_count("orders", "SIGHUP: models reloaded"), 1);
+        cr_assert_eq(log_count("clickstream", "SIGHUP: models reloaded"), 1);
         cr_assert_eq(log_count("shipments", "SIGHUP: models reloaded"), 1);
         for (int i = 0; i < 3; i++)
                 stop(c[i]);
