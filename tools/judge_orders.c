@@ -4,6 +4,7 @@
  * the definitions). Reads files and Kafka only; never Redis.
  */
 #include "judge_orders.h"
+#include "topic.h"
 
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
@@ -13,7 +14,6 @@
 #include <string.h>
 
 #include "codec.h"
-#include "kafka.h"
 #include "task_demand_sim.h"
 
 struct sig {
@@ -130,145 +130,82 @@ static int read_orders(judge_t *j, const char *dir, char *errstr, size_t errstr_
         return 0;
 }
 
+struct sread {
+        judge_t *j;
+        fls_codec_t *codec;
+        int fi[8];
+};
+
+static int on_signal(void *opaque, const rd_kafka_message_t *m)
+{
+        struct sread *d = opaque;
+        judge_t *j = d->j;
+        const int *fi = d->fi;
+        avro_value_t *v;
+        char detail[256];
+        size_t sl, wl, rl;
+        const char *sku, *wh, *reason;
+        int64_t c;
+        int kind;
+        struct sig *s;
+
+        if (fls_codec_decode(d->codec, m->payload, m->len, &v, detail, sizeof(detail)) !=
+            FLS_BAD_NONE) {
+                j->unknown++;
+                return 0;
+        }
+        sku = fls_avro_str(v, fi[0], &sl);
+        wh = fls_avro_str(v, fi[1], &wl);
+        reason = fls_avro_str(v, fi[7], &rl);
+        c = cell_of(j, sku, sl, wh, wl);
+        kind = fls_avro_enum(v, fi[2]);
+        if (c < 0 || kind < 0 || kind > 2) {
+                j->unknown++;
+                return 0;
+        }
+        if (j->nsigs == j->sigs_cap) {
+                size_t cap = j->sigs_cap ? j->sigs_cap * 2 : 4096;
+                struct sig *ns = realloc(j->sigs, cap * sizeof(*ns));
+                if (!ns)
+                        return 1; /* read_signals says "out of memory" */
+                j->sigs = ns;
+                j->sigs_cap = cap;
+        }
+        s = &j->sigs[j->nsigs++];
+        s->cell = (uint32_t)c;
+        s->kind = kind;
+        s->urgency = fls_avro_enum(v, fi[3]);
+        s->qty = fls_avro_long(v, fi[4]);
+        s->on_hand = fls_avro_long(v, fi[5]);
+        s->ts = fls_avro_long(v, fi[6]);
+        s->opening = rl == 18 && memcmp(reason, "projected_stockout", 18) == 0;
+        j->kinds[kind]++;
+        return 0;
+}
+
 /* Every signal up to the high watermarks at start. */
 static int read_signals(judge_t *j, fls_conf_t *conf, char *errstr, size_t errstr_size)
 {
-        const char *topic = fls_conf_str(conf, "topic.restock_signals");
-        fls_codec_t *codec =
-            fls_codec_new(fls_conf_str(conf, "schema.dir"), "restock-signals-value", 0,
-                          1 << 20, errstr, errstr_size);
-        rd_kafka_conf_t *kc;
-        rd_kafka_t *rk = NULL;
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_partition_list_t *l = NULL;
-        int64_t *high = NULL, *pos = NULL;
-        int np = 0, rc = -1, fi[8];
         static const char *const fn[8] = {"sku",      "warehouse_id",    "kind",
                                           "urgency",  "recommended_qty", "on_hand",
                                           "event_ts", "reason"};
-        char err[256];
+        struct sread d;
+        int rc;
 
-        if (!codec)
+        d.j = j;
+        d.codec = fls_codec_new(fls_conf_str(conf, "schema.dir"), "restock-signals-value",
+                                0, 1 << 20, errstr, errstr_size);
+        if (!d.codec)
                 return -1;
         for (int i = 0; i < 8; i++)
-                fi[i] = fls_codec_field(codec, fn[i]);
-        kc = fls_kafka_conf(conf, FLS_KAFKA_CONSUMER, "flashstream-judge", errstr,
-                            errstr_size);
-        if (!kc)
-                goto done;
-        rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, sizeof(err));
-        rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
-        if (!rk) {
-                rd_kafka_conf_destroy(kc);
-                snprintf(errstr, errstr_size, "kafka: %s", err);
-                goto done;
-        }
-        {
-                rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-                rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-                rd_kafka_topic_destroy(rkt);
-                if (e || md->topic_cnt != 1 || md->topics[0].err) {
-                        snprintf(errstr, errstr_size, "kafka: no metadata for topic %s",
-                                 topic);
-                        goto done;
-                }
-                np = md->topics[0].partition_cnt;
-        }
-        high = calloc((size_t)np, sizeof(*high));
-        pos = calloc((size_t)np, sizeof(*pos));
-        l = rd_kafka_topic_partition_list_new(np);
-        if (!high || !pos || !l) {
+                d.fi[i] = fls_codec_field(d.codec, fn[i]);
+        rc = fls_topic_read(conf, fls_conf_str(conf, "topic.restock_signals"), on_signal,
+                            &d, errstr, errstr_size);
+        if (rc > 0) {
                 snprintf(errstr, errstr_size, "out of memory");
-                goto done;
+                rc = -1;
         }
-        for (int p = 0; p < np; p++) {
-                int64_t lo;
-                if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &high[p],
-                                                     10000)) {
-                        snprintf(errstr, errstr_size, "kafka: no watermarks for %s [%d]",
-                                 topic, p);
-                        goto done;
-                }
-                pos[p] = lo;
-                rd_kafka_topic_partition_list_add(l, topic, p)->offset =
-                    RD_KAFKA_OFFSET_BEGINNING;
-        }
-        rd_kafka_assign(rk, l);
-        for (;;) {
-                int left = 0;
-                rd_kafka_message_t *m;
-                for (int p = 0; p < np; p++)
-                        left += pos[p] < high[p];
-                if (!left)
-                        break;
-                m = rd_kafka_consumer_poll(rk, 10000);
-                if (!m) {
-                        snprintf(errstr, errstr_size,
-                                 "kafka: no message for 10 s before the end of %s",
-                                 topic);
-                        goto done;
-                }
-                if (!m->err && m->partition >= 0 && m->partition < np) {
-                        avro_value_t *v;
-                        char detail[256];
-                        pos[m->partition] = m->offset + 1;
-                        if (fls_codec_decode(codec, m->payload, m->len, &v, detail,
-                                             sizeof(detail)) == FLS_BAD_NONE) {
-                                size_t sl, wl, rl;
-                                const char *sku = fls_avro_str(v, fi[0], &sl);
-                                const char *wh = fls_avro_str(v, fi[1], &wl);
-                                const char *reason = fls_avro_str(v, fi[7], &rl);
-                                int64_t c = cell_of(j, sku, sl, wh, wl);
-                                int kind = fls_avro_enum(v, fi[2]);
-                                if (c < 0 || kind < 0 || kind > 2) {
-                                        j->unknown++;
-                                } else {
-                                        struct sig *s;
-                                        if (j->nsigs == j->sigs_cap) {
-                                                size_t cap =
-                                                    j->sigs_cap ? j->sigs_cap * 2 : 4096;
-                                                struct sig *ns =
-                                                    realloc(j->sigs, cap * sizeof(*ns));
-                                                if (!ns) {
-                                                        rd_kafka_message_destroy(m);
-                                                        snprintf(errstr, errstr_size,
-                                                                 "out of memory");
-                                                        goto done;
-                                                }
-                                                j->sigs = ns;
-                                                j->sigs_cap = cap;
-                                        }
-                                        s = &j->sigs[j->nsigs++];
-                                        s->cell = (uint32_t)c;
-                                        s->kind = kind;
-                                        s->urgency = fls_avro_enum(v, fi[3]);
-                                        s->qty = fls_avro_long(v, fi[4]);
-                                        s->on_hand = fls_avro_long(v, fi[5]);
-                                        s->ts = fls_avro_long(v, fi[6]);
-                                        s->opening =
-                                            rl == 18 &&
-                                            memcmp(reason, "projected_stockout", 18) == 0;
-                                        j->kinds[kind]++;
-                                }
-                        } else {
-                                j->unknown++;
-                        }
-                }
-                rd_kafka_message_destroy(m);
-        }
-        rc = 0;
-done:
-        if (l)
-                rd_kafka_topic_partition_list_destroy(l);
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        if (rk) {
-                rd_kafka_consumer_close(rk);
-                rd_kafka_destroy(rk);
-        }
-        free(high);
-        free(pos);
-        fls_codec_destroy(codec);
+        fls_codec_destroy(d.codec);
         return rc;
 }
 

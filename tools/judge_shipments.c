@@ -5,6 +5,7 @@
  * judge_shipments.h. Reads only; a tool, not on any hot path.
  */
 #include "judge_shipments.h"
+#include "topic.h"
 
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
@@ -16,7 +17,6 @@
 #include "codec.h"
 #include "data_csv.h"
 #include "data_strmap.h"
-#include "kafka.h"
 #include "shipments.h"
 
 typedef struct {
@@ -101,120 +101,58 @@ done:
 }
 
 /* Every decision up to the high watermarks at start. */
+struct dread {
+        judge_t *j;
+        fls_codec_t *codec;
+        int sidx, kidx, pidx;
+};
+
+static int on_decision(void *opaque, const rd_kafka_message_t *m)
+{
+        struct dread *d = opaque;
+        judge_t *j = d->j;
+        avro_value_t *v;
+        char detail[256], key[256];
+        size_t len;
+        const char *sh;
+        int k;
+
+        if (fls_codec_decode(d->codec, m->payload, m->len, &v, detail, sizeof(detail)) !=
+            FLS_BAD_NONE) {
+                j->unknown++;
+                return 0;
+        }
+        sh = fls_avro_str(v, d->sidx, &len);
+        snprintf(key, sizeof(key), "%.*s", (int)len, sh);
+        k = fls_strmap_get(j->map, key);
+        if (k < 0) {
+                j->unknown++;
+                return 0;
+        }
+        j->duplicates += j->v[k].decided;
+        j->v[k].decided = 1;
+        j->v[k].kind = fls_avro_enum(v, d->kidx);
+        j->v[k].pred_h = fls_avro_double(v, d->pidx);
+        return 0;
+}
+
+/* Every decision up to the topic's end at start. */
 static int read_decisions(judge_t *j, fls_conf_t *conf, char *errstr, size_t errstr_size)
 {
-        const char *topic = fls_conf_str(conf, "topic.dispatch_decisions");
-        fls_codec_t *codec =
+        struct dread d = {j, NULL, 0, 0, 0};
+        int rc;
+
+        d.codec =
             fls_codec_new(fls_conf_str(conf, "schema.dir"), "dispatch-decisions-value", 0,
                           1 << 20, errstr, errstr_size);
-        rd_kafka_conf_t *kc;
-        rd_kafka_t *rk = NULL;
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_partition_list_t *l = NULL;
-        int64_t *high = NULL, *pos = NULL;
-        int np = 0, rc = -1, sidx, kidx, pidx;
-        char err[256];
-
-        if (!codec)
+        if (!d.codec)
                 return -1;
-        sidx = fls_codec_field(codec, "shipment_id");
-        kidx = fls_codec_field(codec, "decision");
-        pidx = fls_codec_field(codec, "predicted_delivery_h");
-        kc = fls_kafka_conf(conf, FLS_KAFKA_CONSUMER, "flashstream-judge", errstr,
-                            errstr_size);
-        if (!kc)
-                goto done;
-        rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, sizeof(err));
-        rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
-        if (!rk) {
-                rd_kafka_conf_destroy(kc);
-                snprintf(errstr, errstr_size, "kafka: %s", err);
-                goto done;
-        }
-        {
-                rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-                rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-                rd_kafka_topic_destroy(rkt);
-                if (e || md->topic_cnt != 1 || md->topics[0].err) {
-                        snprintf(errstr, errstr_size, "kafka: no metadata for topic %s",
-                                 topic);
-                        goto done;
-                }
-                np = md->topics[0].partition_cnt;
-        }
-        high = calloc((size_t)np, sizeof(*high));
-        pos = calloc((size_t)np, sizeof(*pos));
-        l = rd_kafka_topic_partition_list_new(np);
-        if (!high || !pos || !l) {
-                snprintf(errstr, errstr_size, "out of memory");
-                goto done;
-        }
-        for (int p = 0; p < np; p++) {
-                int64_t lo;
-                if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &high[p],
-                                                     10000)) {
-                        snprintf(errstr, errstr_size, "kafka: no watermarks for %s [%d]",
-                                 topic, p);
-                        goto done;
-                }
-                pos[p] = lo;
-                rd_kafka_topic_partition_list_add(l, topic, p)->offset =
-                    RD_KAFKA_OFFSET_BEGINNING;
-        }
-        rd_kafka_assign(rk, l);
-        for (;;) {
-                int left = 0;
-                rd_kafka_message_t *m;
-                for (int p = 0; p < np; p++)
-                        left += pos[p] < high[p];
-                if (!left)
-                        break;
-                m = rd_kafka_consumer_poll(rk, 10000);
-                if (!m) {
-                        snprintf(errstr, errstr_size,
-                                 "kafka: no message for 10 s before the end of %s",
-                                 topic);
-                        goto done;
-                }
-                if (!m->err && m->partition >= 0 && m->partition < np) {
-                        avro_value_t *v;
-                        char detail[256];
-                        pos[m->partition] = m->offset + 1;
-                        if (fls_codec_decode(codec, m->payload, m->len, &v, detail,
-                                             sizeof(detail)) == FLS_BAD_NONE) {
-                                size_t len;
-                                const char *sh = fls_avro_str(v, sidx, &len);
-                                char key[256];
-                                int k;
-                                snprintf(key, sizeof(key), "%.*s", (int)len, sh);
-                                k = fls_strmap_get(j->map, key);
-                                if (k < 0) {
-                                        j->unknown++;
-                                } else {
-                                        j->duplicates += j->v[k].decided;
-                                        j->v[k].decided = 1;
-                                        j->v[k].kind = fls_avro_enum(v, kidx);
-                                        j->v[k].pred_h = fls_avro_double(v, pidx);
-                                }
-                        } else {
-                                j->unknown++;
-                        }
-                }
-                rd_kafka_message_destroy(m);
-        }
-        rc = 0;
-done:
-        if (l)
-                rd_kafka_topic_partition_list_destroy(l);
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        if (rk) {
-                rd_kafka_consumer_close(rk);
-                rd_kafka_destroy(rk);
-        }
-        free(high);
-        free(pos);
-        fls_codec_destroy(codec);
+        d.sidx = fls_codec_field(d.codec, "shipment_id");
+        d.kidx = fls_codec_field(d.codec, "decision");
+        d.pidx = fls_codec_field(d.codec, "predicted_delivery_h");
+        rc = fls_topic_read(conf, fls_conf_str(conf, "topic.dispatch_decisions"),
+                            on_decision, &d, errstr, errstr_size);
+        fls_codec_destroy(d.codec);
         return rc;
 }
 
