@@ -133,7 +133,7 @@ static long applied(const char *topic)
 static void wait_applied(const char *topic, long want)
 {
         long got = 0;
-        for (int i = 0; i < 1200 && (got = applied(topic)) < want; i++)
+        for (int i = 0; i < 3000 && (got = applied(topic)) < want; i++)
                 usleep(100000);
         cr_assert_eq(got, want, "%s: %ld of %ld messages done", topic, got, want);
 }
@@ -362,14 +362,14 @@ Test(pipeline, sigkill_mid_stream_keeps_features_exact)
         long want;
         pid_t c;
 
-        simulate("--sim.duration_s=40", start_ts());
+        simulate("--sim.duration_s=25", start_ts());
         want = count_lines("clickstream.csv");
         c = consume("clickstream", small);
         /* Three kills at different points of the stream, each followed by a restart
          * of the same consumer (same group, same Redis). */
         for (int k = 0; k < 3; k++) {
                 long at = want * (k + 1) / 5, got;
-                for (int i = 0; i < 600 && (got = applied("clickstream")) < at; i++)
+                for (int i = 0; i < 3000 && (got = applied("clickstream")) < at; i++)
                         usleep(20000);
                 kill(c, SIGKILL);
                 fls_t_wait(c, 5000);
@@ -387,7 +387,7 @@ Test(pipeline, two_instances_share_partitions_and_rebalance)
         long want;
         pid_t a, b;
 
-        simulate("--sim.duration_s=40", start_ts());
+        simulate("--sim.duration_s=25", start_ts());
         want = count_lines("clickstream.csv");
         /* Two instances of one consumer share the partitions; the second leaves
          * mid-stream and cooperative-sticky moves its partitions to the first. */
@@ -414,12 +414,12 @@ Test(pipeline, redis_killed_and_restarted_mid_stream)
         long want;
         pid_t c;
 
-        simulate("--sim.duration_s=40", start_ts());
+        simulate("--sim.duration_s=25", start_ts());
         want = count_lines("clickstream.csv");
         c = consume("clickstream", small);
         for (int k = 0; k < 2; k++) {
                 long at = want * (k + 1) / 4;
-                for (int i = 0; i < 600 && applied("clickstream") < at; i++)
+                for (int i = 0; i < 3000 && applied("clickstream") < at; i++)
                         usleep(20000);
                 /* appendfsync everysec: the restarted Redis may have lost the last
                  * second of batches; the consumer must notice and replay them. */
