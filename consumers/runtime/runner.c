@@ -906,6 +906,30 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* Leaves the group in two steps: unsubscribe, then serve the queue until the
+ * revocation has run (at most 2 s), so that close never starts in the middle of a
+ * rebalance; librdkafka 2.0.2 can stall or abort closing a cooperative consumer then
+ * (seen when two instances stop one after the other). Messages fetched meanwhile are
+ * dropped unprocessed: their offsets were never stored, the next owner reads them. */
+static void leave_group(runner_t *r)
+{
+        rd_kafka_unsubscribe(r->consumer);
+        for (int i = 0; i < 40; i++) {
+                rd_kafka_topic_partition_list_t *a = NULL;
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
+                int left = 1;
+                if (m)
+                        rd_kafka_message_destroy(m);
+                if (rd_kafka_assignment(r->consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    a) {
+                        left = a->cnt;
+                        rd_kafka_topic_partition_list_destroy(a);
+                }
+                if (!left)
+                        break;
+        }
+}
+
 static void teardown(runner_t *r)
 {
         if (r->consumer) {
@@ -914,6 +938,7 @@ static void teardown(runner_t *r)
                 if (!r->fatal && r->store)
                         record_emitted(r);
                 rd_kafka_commit(r->consumer, NULL, 0);
+                leave_group(r);
                 rd_kafka_consumer_close(r->consumer);
                 if (r->queue)
                         rd_kafka_queue_destroy(r->queue);
