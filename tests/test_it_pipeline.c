@@ -36,7 +36,7 @@ static void teardown(void)
         fls_t_fini(&env);
 }
 
-TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 600);
 
 static int64_t start_ts(void)
 {
@@ -362,7 +362,7 @@ Test(pipeline, sigkill_mid_stream_keeps_features_exact)
         long want;
         pid_t c;
 
-        simulate("--sim.duration_s=25", start_ts());
+        simulate("--sim.duration_s=15", start_ts());
         want = count_lines("clickstream.csv");
         c = consume("clickstream", small);
         /* Three kills at different points of the stream, each followed by a restart
@@ -414,7 +414,7 @@ Test(pipeline, redis_killed_and_restarted_mid_stream)
         long want;
         pid_t c;
 
-        simulate("--sim.duration_s=25", start_ts());
+        simulate("--sim.duration_s=15", start_ts());
         want = count_lines("clickstream.csv");
         c = consume("clickstream", small);
         for (int k = 0; k < 2; k++) {
