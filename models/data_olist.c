@@ -241,6 +241,8 @@ static int order_row(void *vctx, const fls_csv_t *csv, const int *col, char *err
         o->purchase = purchase;
         o->delivered = when(fls_csv_field(csv, col[4]));
         o->estimated = when(fls_csv_field(csv, col[5]));
+        o->carrier = when(fls_csv_field(csv, col[6]));
+        snprintf(o->id, sizeof(o->id), "%s", fls_csv_field(csv, col[0]));
         o->delivered_ok =
             strcmp(fls_csv_field(csv, col[2]), "delivered") == 0 && o->delivered >= 0;
         o->cust_state = -1;
@@ -321,7 +323,8 @@ fls_olist_t *fls_olist_load(const char *dir, char *errstr, size_t errstr_size)
                                                  "order_status",
                                                  "order_purchase_timestamp",
                                                  "order_delivered_customer_date",
-                                                 "order_estimated_delivery_date"};
+                                                 "order_estimated_delivery_date",
+                                                 "order_delivered_carrier_date"};
         static const char *const item_cols[] = {"order_id",  "product_id",
                                                 "seller_id", "shipping_limit_date",
                                                 "price",     "freight_value"};
@@ -348,7 +351,7 @@ fls_olist_t *fls_olist_load(const char *dir, char *errstr, size_t errstr_size)
                        errstr, errstr_size) < 0 ||
             read_table(dir, "olist_products_dataset.csv", prod_cols, 7, product_row, &c,
                        errstr, errstr_size) < 0 ||
-            read_table(dir, "olist_orders_2017_subset.csv", order_cols, 6, order_row, &c,
+            read_table(dir, "olist_orders_2017_subset.csv", order_cols, 7, order_row, &c,
                        errstr, errstr_size) < 0)
                 goto fail;
         c.first_seller_seen = calloc(c.d->n + 1, sizeof(int));

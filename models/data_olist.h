@@ -17,6 +17,8 @@ typedef struct {
         int64_t purchase;  /* order_purchase_timestamp */
         int64_t delivered; /* order_delivered_customer_date, -1 if none */
         int64_t estimated; /* order_estimated_delivery_date, -1 if none */
+        int64_t carrier;   /* order_delivered_carrier_date (hand-over), -1 if none */
+        char id[40];       /* order_id (32 hex digits in the dataset) */
         int delivered_ok;  /* status "delivered" with a delivery date */
         int cust_state;    /* index into fls_olist_t.states, -1 if unknown */
         int seller_state;  /* of the first item's seller */

@@ -375,17 +375,24 @@ static void sim_rows_free(sim_rows_t *s)
         s->created = NULL;
 }
 
-/* 70% of the created-time span, in seconds (the ranges' unit). */
-static int64_t split_time(const sim_rows_t *s)
+int64_t fls_dispatch_split_s(const int64_t *created_ms, size_t n)
 {
-        int64_t lo = s->created[0], hi = s->created[0];
-        for (size_t i = 1; i < s->rows.n; i++) {
-                if (s->created[i] < lo)
-                        lo = s->created[i];
-                if (s->created[i] > hi)
-                        hi = s->created[i];
+        int64_t lo, hi;
+        if (n == 0)
+                return 0;
+        lo = hi = created_ms[0];
+        for (size_t i = 1; i < n; i++) {
+                if (created_ms[i] < lo)
+                        lo = created_ms[i];
+                if (created_ms[i] > hi)
+                        hi = created_ms[i];
         }
         return (lo + (int64_t)((double)(hi - lo) * 0.7)) / 1000;
+}
+
+static int64_t split_time(const sim_rows_t *s)
+{
+        return fls_dispatch_split_s(s->created, s->rows.n);
 }
 
 /* Seconds, for the range; floor so that a row at the split is after it. */
@@ -447,7 +454,8 @@ int fls_task_dispatch_train(const char *data_dir, const fls_range_t *given, uint
                 if (!f)
                         goto done;
                 snprintf(src, sizeof(src),
-                         "simulator shipments.csv + truth_shipments.csv, %zu shipments "
+                         "shipments.csv + truth_shipments.csv (simulator format), %zu "
+                         "shipments "
                          "created before %lld s",
                          tr.n, (long long)(range.has_until ? range.until : 0));
                 snprintf(mean_txt, sizeof(mean_txt), "%.6f", sum / (double)tr.n);

@@ -59,6 +59,11 @@ const char *const *fls_dispatch_feature_names(void);
  * times are shrunk towards FLS_DISPATCH_PRIOR_H: two deliveries say little. */
 void fls_dispatch_row(const fls_dispatch_raw_t *raw, float *row);
 
+/* The default start of the evaluation range, in UTC seconds: 70% of the span of the
+ * given creation times (ms) of the shipments that have a truth row. Exposed so that
+ * `flashstream judge shipments` scores the live path on eval's very rows. */
+int64_t fls_dispatch_split_s(const int64_t *created_ms, size_t n);
+
 /* Trains a forest regressor on the shipments created in `range` (open --until: 70%
  * of the span) of the simulator folder data_dir and saves it to out. */
 int fls_task_dispatch_train(const char *data_dir, const fls_range_t *range, uint64_t seed,

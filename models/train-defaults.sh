@@ -44,3 +44,11 @@ SIM=$(mktemp -d)
 "$BIN" train delivery-sim --data "$SIM" --out models/delivery-sim.flsm --seed $SEED
 "$BIN" eval delivery-sim --model models/delivery-sim.flsm --data "$SIM"
 rm -rf "$SIM"
+# delivery-olist.flsm: the same features and trainer as delivery-sim, on the Olist
+# orders converted to shipment events (tools/olist_ship.c), for the real-traffic replay
+# of the shipments consumer (tools/IMPORT-SHIPMENTS.md).
+SIM=$(mktemp -d)
+"$BIN" convert olist-shipments "$DATA/olist-brazilian-ecommerce" "$SIM"
+"$BIN" train delivery-sim --data "$SIM" --out models/delivery-olist.flsm --seed $SEED
+"$BIN" eval delivery-sim --model models/delivery-olist.flsm --data "$SIM"
+rm -rf "$SIM"

@@ -180,7 +180,7 @@ static void json_string(FILE *fp, const char *s)
 static void json_number(FILE *fp, double v)
 {
         if (isfinite(v))
-                fprintf(fp, "%.6g", v);
+                fprintf(fp, "%.10g", v);
         else
                 fputs("null", fp);
 }

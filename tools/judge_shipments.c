@@ -18,6 +18,8 @@
 #include "data_csv.h"
 #include "data_strmap.h"
 #include "shipments.h"
+#include "task_dispatch.h"
+#include "task_metrics.h"
 
 typedef struct {
         char region[64];
@@ -175,6 +177,44 @@ static void num(double v)
                 printf("null");
 }
 
+/* The live MAE on the rows `flashstream eval delivery-sim` scores by default (created
+ * from its split on, with a truth row), computed as eval computes it: targets as
+ * floats, predictions as the model's floats, summed in file order. Equal to eval's
+ * figure when the consumer saw the features eval computes (one partition, one event
+ * per batch: see tools/IMPORT-SHIPMENTS.md). NaN when a row has no decision. */
+static int eval_range_mae(const judge_t *j, int64_t *from, size_t *rows, double *mae)
+{
+        int64_t *created = malloc((j->n ? j->n : 1) * sizeof(*created));
+        double *y = malloc((j->n ? j->n : 1) * sizeof(*y));
+        double *yhat = malloc((j->n ? j->n : 1) * sizeof(*yhat));
+        size_t nt = 0, n = 0;
+        int missing = 0;
+        if (!created || !y || !yhat) {
+                free(created);
+                free(y);
+                free(yhat);
+                return -1;
+        }
+        for (size_t i = 0; i < j->n; i++)
+                if (j->v[i].has_truth)
+                        created[nt++] = j->v[i].created;
+        *from = fls_dispatch_split_s(created, nt);
+        for (size_t i = 0; i < j->n; i++) {
+                const ship_t *s = &j->v[i];
+                if (!s->has_truth || s->created / 1000 < *from)
+                        continue;
+                missing |= !s->decided;
+                y[n] = (float)s->true_h;
+                yhat[n++] = s->pred_h;
+        }
+        *rows = n;
+        *mae = n && !missing ? fls_metric_mae(y, yhat, n) : NAN;
+        free(created);
+        free(y);
+        free(yhat);
+        return 0;
+}
+
 int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
 {
         judge_t j;
@@ -187,7 +227,9 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
         int64_t *rh = NULL;
         size_t nrh = 0, groups = 0, full = 0, over = 0;
         int64_t max_used = 0;
-        double abs_err = 0;
+        double abs_err = 0, eval_mae = NAN;
+        int64_t eval_from = 0;
+        size_t eval_rows = 0;
         int rc = 1;
 
         if (argc != 2) {
@@ -200,6 +242,10 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
             read_decisions(&j, conf, err, sizeof(err)) < 0) {
                 fprintf(stderr, "flashstream judge shipments: %s\n",
                         j.map ? err : "out of memory");
+                goto done;
+        }
+        if (eval_range_mae(&j, &eval_from, &eval_rows, &eval_mae) < 0) {
+                fprintf(stderr, "flashstream judge shipments: out of memory\n");
                 goto done;
         }
         /* Region-hours of expedited decisions, as "region index << 32 | hour". */
@@ -275,6 +321,13 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                        n, missing, j.duplicates, j.unknown, late, kinds[0], kinds[1],
                        kinds[2]);
                 num(ratio(abs_err, n));
+                printf(",\"eval_from_s\":%" PRId64 ",\"eval_rows\":%zu,\"eval_mae_h\":",
+                       eval_from, eval_rows);
+                /* Ten digits, as `flashstream eval` prints its metric. */
+                if (isfinite(eval_mae))
+                        printf("%.10g", eval_mae);
+                else
+                        printf("null");
                 printf(",\"expedite_precision\":");
                 num(ratio(tp, exped));
                 printf(",\"expedite_recall\":");
@@ -299,6 +352,8 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                 printf("  %-26s %10ld / %ld / %ld\n", "standard/express/priority",
                        kinds[0], kinds[1], kinds[2]);
                 printf("  %-26s %10.3f\n", "live MAE, hours", ratio(abs_err, n));
+                printf("  %-26s %10.3f  (%zu shipments created from %" PRId64 " s on)\n",
+                       "live MAE, eval's rows", eval_mae, eval_rows, eval_from);
                 printf("  %-26s %10.3f / %.3f\n", "expedite precision/recall",
                        ratio(tp, exped), ratio(tp, late));
                 printf("  %-26s %10.3f / %.3f\n", "express precision/recall",

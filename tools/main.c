@@ -14,7 +14,9 @@
 #include "judge_orders.h"
 #include "judge_shipments.h"
 #include "log.h"
+#include "olist_ship.h"
 #include "orders.h"
+#include "produce.h"
 #include "settings.h"
 #include "shipments.h"
 #include "train.h"
@@ -38,6 +40,12 @@ static const struct {
     {"judge", "clickstream|orders|shipments SIM_DIR",
      "Judge a consumer's decisions (read from its output topic) against the simulator's "
      "ground truth in SIM_DIR."},
+    {"produce", "clickstream|orders|shipments FILE.csv",
+     "Replay an event file (header = the schema's fields, as the simulator writes) "
+     "into the input topic, in file order."},
+    {"convert", "olist-shipments OLIST_DIR OUT_DIR",
+     "Write the Olist orders as shipment events and ground truth in the simulator's "
+     "file format."},
     {"config", "", "Print the configuration table (markdown for the README)."},
     {NULL, NULL, NULL},
 };
@@ -196,6 +204,10 @@ int main(int argc, char **argv)
                         usage(stderr, conf, "judge");
                         rc = 2;
                 }
+        } else if (strcmp(cmd, "produce") == 0) {
+                rc = fls_produce_cmd(conf, argc, argv);
+        } else if (strcmp(cmd, "convert") == 0) {
+                rc = fls_olist_ship_cmd(conf, argc, argv);
         } else if (strcmp(cmd, "config") == 0) {
                 rc = print_config(conf);
         } else if (strcmp(cmd, "consume") == 0) {
