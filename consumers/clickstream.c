@@ -1216,7 +1216,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 later_pre = 0, pv_c, bkt = p->ts / 60000;
         int64_t ls_v1 = 0, ls_c1 = 0, ls_p1 = 0, ls_v5 = 0, ls_p5 = 0, ls_v10 = 0,
                 la_c = 0, la_p = 0;
-        int fresh;
+        int fresh, ipa;
         struct ov *u, *pa;
         struct uent *he;
         fls_isim_ev_t seq[T];
@@ -1389,7 +1389,10 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 p->tr_pos = kc->ntr;
         }
 
-        pa = &c->ov[ov_get(c, p->partition, 'p', 0, 0, &fresh)];
+        /* Two steps: ov_get may move c->ov, and c->ov[ov_get(..)] could read the
+         * old pointer first (unsequenced). */
+        ipa = ov_get(c, p->partition, 'p', 0, 0, &fresh);
+        pa = &c->ov[ipa];
         if (fresh)
                 load_sale(pa, fls_hash_get(all, "sale_s"), p->offset);
         pa->touch = c->nbatch;
@@ -1409,6 +1412,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
          * snapshot (the overlay advances it through the poll); the marks hold minus
          * the offset of the event that set them first, so a mark written ahead (see
          * load_user) by a later event does not count. */
+        u = &c->ov[p->ov_user]; /* the ov_get calls above may have moved c->ov */
         f->last_action_ts = u->s_act_ts;
         snprintf(key, sizeof(key), "cpn:%.*s", (int)p->camp_len, c->text + p->camp);
         f->coupon_taken = p->camp_len > 0 && member(uh, key, p->offset - 1);
