@@ -27,6 +27,16 @@
  * of expected lateness cost within the batch; a refused claim falls back to STANDARD
  * with a no_capacity reason.
  *
+ * Revision (at HANDED_TO_CARRIER, the status change that still allows re-routing): a
+ * shipment whose decision so far is STANDARD (the kind is kept in sh:<shipment> by a
+ * deferred MAX write) is predicted again, with its creation's row but the region's
+ * load, the carrier's backlog and the recent delivery times as of the hand-over. If
+ * it now wants EXPRESS or PRIORITY and the hand-over hour has capacity, a new
+ * decision (id of the hand-over event, reason "revised_...") upgrades it; otherwise
+ * nothing is sent. Flash-sale orders refused for capacity at creation thus get
+ * priority as soon as an hour has room. A hand-over in the same micro-batch as its
+ * creation is not revised (the first decision is not recorded yet).
+ *
  * Delivery feedback: the DELIVERED event lacks the creation time, so update() reads
  * the shipment's hash back (ts_created, written by CREATED in an earlier or the same
  * batch) and decide() adds the delivery time to the hourly ring of the region and the
@@ -85,15 +95,18 @@ static const fls_family_t families[] = {
 
 #define NSLOT FLS_DISPATCH_DLV_SLOTS
 
-/* What decide() needs of a CREATED event, copied out of the reused Avro value. */
+/* What decide() needs of a CREATED event (a first decision) or a HANDED_TO_CARRIER
+ * event (a re-prediction), copied out of the reused Avro value. */
 struct pending {
         fls_batch_t *batch;
         int32_t partition;
         int64_t offset, ts, promised;
-        int flash;
+        int64_t created; /* CREATED's time: ts, or read back for a revision */
+        int flash, revise;
         double dist, weight;
-        int load_read, region_read, carrier_read;
+        int load_read, region_read, carrier_read, ship_read;
         size_t order, order_len, shipment, shipment_len, region, region_len; /* text */
+        size_t ship_ent;                                                     /* text */
 };
 
 /* A DELIVERED event: its time feeds the region's and carrier's rings. */
@@ -468,13 +481,19 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 f->carrier = fls_arena_add(&s->text, cent, (size_t)cn);
                 return;
         }
-        if (status != CREATED)
+        if (status != CREATED && status != HANDED)
                 return;
         {
                 struct pending *p;
+                size_t sh_ent;
+                n = snprintf(ent, sizeof(ent), "sh:%.*s", (int)ev->keylen, ev->key);
+                sh_ent = fls_arena_add(&s->text, ent, (size_t)n);
                 s->pend = grow(s->pend, &s->pend_cap, s->npend + 1, sizeof(*s->pend));
                 p = &s->pend[s->npend++];
                 p->batch = b;
+                p->revise = status == HANDED;
+                p->ship_ent = sh_ent;
+                p->ship_read = p->revise ? fls_batch_read(b, sh, -1) : -1;
                 p->partition = ev->partition;
                 p->offset = ev->offset;
                 p->ts = ev->ts;
@@ -629,18 +648,33 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
 
         work_grow(s, s->npend);
         for (size_t i = 0; i < s->npend; i++) {
-                const struct pending *p = &s->pend[i];
+                struct pending *p = &s->pend[i];
                 fls_dispatch_raw_t raw;
                 const fls_hash_t *ring, *rh, *ch;
                 if (p->batch != b)
                         continue;
+                p->created = p->ts;
+                if (p->revise) {
+                        /* Re-predicted only when the first decision was STANDARD and
+                         * is known: a hand-over in the same batch as its creation,
+                         * or after the lifecycle expired, keeps its first decision. */
+                        const fls_hash_t *sh = fls_batch_reply(b, p->ship_read);
+                        if (!sh || fls_hash_int(sh, "kind", -1) != FLS_DISPATCH_STANDARD)
+                                continue;
+                        p->created = fls_hash_int(sh, "ts_created", -1);
+                        if (p->created < 0 || p->created > p->ts)
+                                continue;
+                }
                 ring = fls_batch_reply(b, p->load_read);
                 rh = fls_batch_reply(b, p->region_read);
                 ch = fls_batch_reply(b, p->carrier_read);
                 memset(&raw, 0, sizeof(raw));
                 raw.distance_km = p->dist;
                 raw.weight_kg = p->weight;
-                raw.ts_ms = p->ts;
+                /* The row is the creation's (hour of day); load, backlog and recent
+                 * delivery times are read as of this event: for a revision, the
+                 * region's load now. */
+                raw.ts_ms = p->created;
                 raw.flash = p->flash;
                 if (ring) {
                         raw.region_created_long =
@@ -673,7 +707,7 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 memset(c, 0, sizeof(*c));
                 c->mu_h = s->mu[k];
                 c->spread_h = s->sd[k];
-                c->promised_h = (double)(p->promised - p->ts) / 3600000.0;
+                c->promised_h = (double)(p->promised - p->created) / 3600000.0;
                 c->flash = p->flash;
                 fls_shipments_assess(&s->pol, c);
                 s->granted[k] = 0;
@@ -705,10 +739,12 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 const char *order = s->text.buf + p->order;
                 avro_value_t *out;
                 fls_shipments_settle(c, s->granted[k]);
+                if (p->revise && c->kind == FLS_DISPATCH_STANDARD)
+                        continue; /* nothing changes: courier dispatch hears nothing */
                 out = fls_emit_begin(emit);
                 fls_emit_id(emit, p->partition, p->offset, "dispatch", id, sizeof(id));
-                snprintf(reason, sizeof(reason), "%s p_late=%.3f cost=%.2f", c->why,
-                         c->p_late, c->cost);
+                snprintf(reason, sizeof(reason), "%s%s p_late=%.3f cost=%.2f",
+                         p->revise ? "revised_" : "", c->why, c->p_late, c->cost);
                 if (fls_avro_set_str(out, 0, id, strlen(id)) ||
                     fls_avro_set_str(out, 1, order, p->order_len) ||
                     fls_avro_set_str(out, 2, s->text.buf + p->shipment,
@@ -728,6 +764,10 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 }
                 if (fls_emit_send(emit, order, p->order_len, errstr, errstr_size))
                         return -1;
+                /* The shipment's decision so far, for a later revision (kinds only
+                 * go up: MAX makes a replayed write harmless). */
+                fls_emit_defer(emit, p->partition, s->text.buf + p->ship_ent,
+                               FLS_DEFER_MAX, "kind", c->kind, NULL);
         }
         return 0;
 }

@@ -95,9 +95,13 @@ typedef struct {
         char id[32], order[32], region[16];
         int64_t ts;
         int flash;
-        int seen; /* decisions seen for it */
+        int seen; /* creation decisions seen for it: round 0, then the replay's */
         int kind[2];
         char did[2][96];
+        int nrev; /* revisions at hand-over seen, likewise by round */
+        int rkind[2];
+        int64_t rts[2];
+        char rid[2][96];
 } ship_t;
 
 static ship_t *ships;
@@ -164,7 +168,11 @@ static ship_t *find(const char *id, size_t len)
         return NULL;
 }
 
-/* Reads every decision; round r (0 or 1) records the r-th decision of a shipment. */
+static long revisions;
+
+/* Reads every decision; round r (0 or 1) records the r-th creation decision of a
+ * shipment (event_ts = its CREATED time) and the r-th revision. Returns the number
+ * of creation decisions. */
 static long read_decisions(void)
 {
         char err[512];
@@ -174,7 +182,7 @@ static long read_decisions(void)
         rd_kafka_t *rk;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NP);
         long got = 0, idle = 0;
-        int fid, fsh, fkind, forder, fver;
+        int fid, fsh, fkind, forder, fver, fts;
 
         cr_assert_not_null(codec, "%s", err);
         fid = fls_codec_field(codec, "decision_id");
@@ -182,8 +190,10 @@ static long read_decisions(void)
         fkind = fls_codec_field(codec, "decision");
         forder = fls_codec_field(codec, "order_id");
         fver = fls_codec_field(codec, "model_version");
+        fts = fls_codec_field(codec, "event_ts");
         for (long i = 0; i < nships; i++)
-                ships[i].seen = 0;
+                ships[i].seen = ships[i].nrev = 0;
+        revisions = 0;
         rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
         rd_kafka_conf_set(kc, "group.id", "test-reader", err, sizeof(err));
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
@@ -215,6 +225,21 @@ static long read_decisions(void)
                 s = fls_avro_str(v, fsh, &len);
                 sh = find(s, len);
                 cr_assert_not_null(sh, "decision for unknown shipment %.*s", (int)len, s);
+                if (fls_avro_long(v, fts) != sh->ts) {
+                        /* A revision at hand-over: only ever an upgrade. */
+                        cr_assert_lt(sh->nrev, 2, "%s revised more than once a round",
+                                     sh->id);
+                        id = fls_avro_str(v, fid, &len);
+                        snprintf(sh->rid[sh->nrev], sizeof(sh->rid[0]), "%.*s", (int)len,
+                                 id);
+                        sh->rkind[sh->nrev] = fls_avro_enum(v, fkind);
+                        sh->rts[sh->nrev] = fls_avro_long(v, fts);
+                        cr_assert_neq(sh->rkind[sh->nrev], 0, "a revision to standard");
+                        sh->nrev++;
+                        revisions++;
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
                 cr_assert_lt(sh->seen, 2, "%s decided more than twice", sh->id);
                 id = fls_avro_str(v, fid, &len);
                 snprintf(sh->did[sh->seen], sizeof(sh->did[0]), "%.*s", (int)len, id);
@@ -235,21 +260,34 @@ static long read_decisions(void)
         return got;
 }
 
+/* The hour a shipment was expedited in round r (its creation's or its revision's),
+ * or -1. A revision only follows a STANDARD creation decision. */
+static int64_t expedited_hour(const ship_t *s, int r)
+{
+        if (s->kind[r] != 0)
+                return s->ts / 3600000;
+        if (s->nrev > r && s->rkind[r] != 0)
+                return s->rts[r] / 3600000;
+        return -1;
+}
+
 /* Express + priority per region and hour within CAP; returns the total. */
 static long check_capacity(int round)
 {
         long total = 0;
         for (long i = 0; i < nships; i++) {
                 long n = 0;
-                if (ships[i].kind[round] == 0)
+                int64_t h = expedited_hour(&ships[i], round);
+                if (h < 0)
                         continue;
+                cr_assert(ships[i].kind[round] == 0 || ships[i].nrev <= round,
+                          "%s revised after an expedited decision", ships[i].id);
                 total++;
                 for (long k = 0; k < nships; k++)
-                        n += ships[k].kind[round] != 0 &&
-                             strcmp(ships[k].region, ships[i].region) == 0 &&
-                             ships[k].ts / 3600000 == ships[i].ts / 3600000;
+                        n += expedited_hour(&ships[k], round) == h &&
+                             strcmp(ships[k].region, ships[i].region) == 0;
                 cr_assert_leq(n, CAP, "%s hour %" PRId64 ": %ld expedited",
-                              ships[i].region, ships[i].ts / 3600000, n);
+                              ships[i].region, h, n);
         }
         return total;
 }
@@ -319,6 +357,9 @@ Test(it_shipments, two_instances_capacity_and_replay)
                 ship_t *s = &ships[i];
                 cr_assert_eq(s->seen, 2, "%s: %d decisions", s->id, s->seen);
                 cr_assert_str_eq(s->did[0], s->did[1], "ids differ on replay");
+                if (s->nrev == 2)
+                        cr_assert_str_eq(s->rid[0], s->rid[1],
+                                         "revision ids differ on replay");
                 /* A claim made once has the same outcome; a shipment that wanted
                  * no capacity the first time may want it now (its features were
                  * read after a differently cut batch) and can only be refused. */
@@ -333,40 +374,50 @@ Test(it_shipments, two_instances_capacity_and_replay)
         cr_assert_eq(counters_used(), total, "the replay spent capacity again");
         cr_assert_leq(total2, total);
         cr_assert_gt(flash_exp, 0);
-        cr_log_info("%ld shipments, %ld expedited, %ld kinds changed on replay", nships,
-                    total, mism);
+        cr_log_info("%ld shipments, %ld expedited, %ld kinds changed on replay, %ld "
+                    "revisions in both rounds",
+                    nships, total, mism, revisions);
 }
 
 /* ---- out-of-order lifecycle ------------------------------------------------------ */
 
-static void produce_status(rd_kafka_t *rk, fls_codec_t *c, const char *status_sym,
-                           int status, int64_t ts, int64_t created)
+static void produce_ship(rd_kafka_t *rk, fls_codec_t *c, const char *id, int status,
+                         int64_t ts, int64_t created, int flash)
 {
         char err[512];
         const void *buf;
         size_t len;
         avro_value_t *v = fls_codec_out(c);
-        char eid[64];
-        snprintf(eid, sizeof(eid), "ooo-%s", status_sym);
+        char eid[64], oid[64];
+        snprintf(eid, sizeof(eid), "%s-%d", id, status);
+        snprintf(oid, sizeof(oid), "o-%s", id);
         cr_assert_eq(
             fls_avro_set_str(v, fls_codec_field(c, "event_id"), eid, strlen(eid)), 0);
-        fls_avro_set_str(v, fls_codec_field(c, "shipment_id"), "shX", 3);
-        fls_avro_set_str(v, fls_codec_field(c, "order_id"), "oX", 2);
+        fls_avro_set_str(v, fls_codec_field(c, "shipment_id"), id, strlen(id));
+        fls_avro_set_str(v, fls_codec_field(c, "order_id"), oid, strlen(oid));
         fls_avro_set_enum(v, fls_codec_field(c, "status"), status);
         fls_avro_set_str(v, fls_codec_field(c, "warehouse_id"), "w1", 2);
         fls_avro_set_str(v, fls_codec_field(c, "region"), "rX", 2);
         fls_avro_set_double(v, fls_codec_field(c, "distance_km"), 120);
         fls_avro_set_double(v, fls_codec_field(c, "weight_kg"), 1.5);
         fls_avro_set_str(v, fls_codec_field(c, "carrier"), "parcelnet", 9);
-        fls_avro_set_bool(v, fls_codec_field(c, "flash_sale"), 0);
+        fls_avro_set_bool(v, fls_codec_field(c, "flash_sale"), flash);
         fls_avro_set_long(v, fls_codec_field(c, "promised_ts"), created + 24 * 3600000LL);
         fls_avro_set_long(v, fls_codec_field(c, "ts"), ts);
         cr_assert_eq(fls_codec_encode(c, &buf, &len, err, sizeof(err)), 0, "%s", err);
-        cr_assert_eq(
-            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("shipments"), RD_KAFKA_V_KEY("shX", 3),
-                              RD_KAFKA_V_VALUE((void *)buf, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
-            0);
+        cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("shipments"),
+                                       RD_KAFKA_V_KEY(id, strlen(id)),
+                                       RD_KAFKA_V_VALUE((void *)buf, len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END),
+                     0);
+}
+
+static void produce_status(rd_kafka_t *rk, fls_codec_t *c, const char *status_sym,
+                           int status, int64_t ts, int64_t created)
+{
+        (void)status_sym;
+        produce_ship(rk, c, "shX", status, ts, created, 0);
 }
 
 Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
@@ -426,4 +477,73 @@ Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
                 free(v);
         }
         free(keys);
+}
+
+/* ---- revision at hand-over ------------------------------------------------------- */
+
+/* CAP + 3 flash-sale orders created in one region and hour: CAP get PRIORITY, 3 are
+ * refused for capacity. Handed over to the carrier in the next hour, the refused ones
+ * are re-decided and get PRIORITY from that hour's capacity ("revised_flash_sale");
+ * the others hear nothing more. */
+Test(it_shipments, refused_priority_is_revised_at_hand_over)
+{
+        char err[512], id[32];
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        fls_codec_t *c = fls_codec_new(FLS_SCHEMA_DIR, "shipments-value", 0, 1 << 16, err,
+                                       sizeof(err));
+        rd_kafka_t *rk;
+        int64_t t0 = ((int64_t)time(NULL) / 3600 - 3) * 3600000LL + 30 * 60000;
+        const int n = CAP + 3;
+        long refused = 0, revised = 0;
+        pid_t pid;
+
+        cr_assert_not_null(c, "%s", err);
+        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+        cr_assert_not_null(rk, "%s", err);
+        nships = n;
+        ships = calloc((size_t)n, sizeof(*ships));
+        for (int i = 0; i < n; i++) {
+                snprintf(ships[i].id, sizeof(ships[i].id), "shR%d", i);
+                snprintf(ships[i].order, sizeof(ships[i].order), "o-shR%d", i);
+                snprintf(ships[i].region, sizeof(ships[i].region), "rX");
+                ships[i].ts = t0 + i * 1000;
+                ships[i].flash = 1;
+                produce_ship(rk, c, ships[i].id, 0, ships[i].ts, ships[i].ts, 1);
+        }
+        cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+        pid = consume("rev", "g4");
+        wait_applied(n);
+        /* Hand-overs in a later batch, when the first decisions are recorded. */
+        for (int i = 0; i < n; i++) {
+                snprintf(id, sizeof(id), "shR%d", i);
+                produce_ship(rk, c, id, 2, t0 + 60 * 60000 + i * 1000, ships[i].ts, 1);
+        }
+        cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+        rd_kafka_destroy(rk);
+        fls_codec_destroy(c);
+        wait_applied(2 * n);
+        stop(pid);
+
+        cr_assert_eq(read_decisions(), n);
+        for (int i = 0; i < n; i++) {
+                const ship_t *s = &ships[i];
+                if (s->kind[0] == 0) {
+                        refused++;
+                        cr_assert_eq(s->nrev, 1, "%s: refused, then not revised", s->id);
+                        cr_assert_eq(s->rkind[0], 2, "%s: revised to %d", s->id,
+                                     s->rkind[0]);
+                        cr_assert_eq(s->rts[0], t0 + 60 * 60000 + i * 1000);
+                        revised++;
+                } else {
+                        cr_assert_eq(s->kind[0], 2, "%s: flash order got %d", s->id,
+                                     s->kind[0]);
+                        cr_assert_eq(s->nrev, 0, "%s: priority, then revised", s->id);
+                }
+        }
+        cr_assert_eq(refused, 3, "%ld refused of %d with capacity %d", refused, n, CAP);
+        cr_assert_eq(revised, 3);
+        cr_assert_eq(counters_used(), n, "capacity used: CAP then 3 in the next hour");
+        free(ships);
+        ships = NULL;
 }

@@ -27,13 +27,14 @@ typedef struct {
         int64_t created, promised;
         double true_h, pred_h, p_late;
         int has_truth, kind, decided;
+        int64_t kind_ts; /* event time of the decision that set kind */
 } ship_t;
 
 typedef struct {
         fls_strmap_t *map;
         ship_t *v;
         size_t n, cap;
-        long duplicates, unknown;
+        long duplicates, unknown, revisions;
 } judge_t;
 
 static int read_files(judge_t *j, const char *dir, char *errstr, size_t errstr_size)
@@ -106,7 +107,7 @@ done:
 struct dread {
         judge_t *j;
         fls_codec_t *codec;
-        int sidx, kidx, pidx;
+        int sidx, kidx, pidx, tidx;
 };
 
 static int on_decision(void *opaque, const rd_kafka_message_t *m)
@@ -131,9 +132,23 @@ static int on_decision(void *opaque, const rd_kafka_message_t *m)
                 j->unknown++;
                 return 0;
         }
+        if (fls_avro_long(v, d->tidx) != j->v[k].created) {
+                /* A revision at a later status: an upgrade of the kind only; the
+                 * prediction scored is the creation's. */
+                int kind = fls_avro_enum(v, d->kidx);
+                j->revisions++;
+                if (kind > j->v[k].kind) {
+                        j->v[k].kind = kind;
+                        j->v[k].kind_ts = fls_avro_long(v, d->tidx);
+                }
+                return 0;
+        }
         j->duplicates += j->v[k].decided;
         j->v[k].decided = 1;
-        j->v[k].kind = fls_avro_enum(v, d->kidx);
+        if (fls_avro_enum(v, d->kidx) >= j->v[k].kind) {
+                j->v[k].kind = fls_avro_enum(v, d->kidx);
+                j->v[k].kind_ts = j->v[k].created;
+        }
         j->v[k].pred_h = fls_avro_double(v, d->pidx);
         return 0;
 }
@@ -141,7 +156,7 @@ static int on_decision(void *opaque, const rd_kafka_message_t *m)
 /* Every decision up to the topic's end at start. */
 static int read_decisions(judge_t *j, fls_conf_t *conf, char *errstr, size_t errstr_size)
 {
-        struct dread d = {j, NULL, 0, 0, 0};
+        struct dread d = {j, NULL, 0, 0, 0, 0};
         int rc;
 
         d.codec =
@@ -152,6 +167,7 @@ static int read_decisions(judge_t *j, fls_conf_t *conf, char *errstr, size_t err
         d.sidx = fls_codec_field(d.codec, "shipment_id");
         d.kidx = fls_codec_field(d.codec, "decision");
         d.pidx = fls_codec_field(d.codec, "predicted_delivery_h");
+        d.tidx = fls_codec_field(d.codec, "event_ts");
         rc = fls_topic_read(conf, fls_conf_str(conf, "topic.dispatch_decisions"),
                             on_decision, &d, errstr, errstr_size);
         fls_codec_destroy(d.codec);
@@ -293,7 +309,7 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                                 fls_strmap_put(regions, s->region, r);
                         }
                         rh[nrh++] =
-                            ((int64_t)r << 32) | (s->created / 3600000 & 0xffffffff);
+                            ((int64_t)r << 32) | (s->kind_ts / 3600000 & 0xffffffff);
                 }
                 fls_strmap_destroy(regions);
         }
@@ -316,10 +332,11 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                 printf("{\"judge\":\"shipments\",\"shipments\":%ld,\"missing_decisions\":"
                        "%ld,"
                        "\"duplicate_decisions\":%ld,\"unknown_decisions\":%ld,"
+                       "\"revised_decisions\":%ld,"
                        "\"would_be_late\":%ld,\"standard\":%ld,\"express\":%ld,"
                        "\"priority\":%ld,\"live_mae_h\":",
-                       n, missing, j.duplicates, j.unknown, late, kinds[0], kinds[1],
-                       kinds[2]);
+                       n, missing, j.duplicates, j.unknown, j.revisions, late, kinds[0],
+                       kinds[1], kinds[2]);
                 num(ratio(abs_err, n));
                 printf(",\"eval_from_s\":%" PRId64 ",\"eval_rows\":%zu,\"eval_mae_h\":",
                        eval_from, eval_rows);
@@ -345,8 +362,8 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                        "\"cost_none\":%.2f,\"late_penalty\":%g,\"express_cost\":%g}\n",
                        cost, base_flash, base_none, penalty, xcost);
                 printf("%-28s %10s\n", "shipments decided", "");
-                printf("  %-26s %10ld  (missing %ld, duplicates %ld)\n", "decided", n,
-                       missing, j.duplicates);
+                printf("  %-26s %10ld  (missing %ld, duplicates %ld, revised %ld)\n",
+                       "decided", n, missing, j.duplicates, j.revisions);
                 printf("  %-26s %10ld  (%.1f%%)\n", "would be late", late,
                        100.0 * ratio(late, n));
                 printf("  %-26s %10ld / %ld / %ld\n", "standard/express/priority",

@@ -10,8 +10,11 @@
  * shipments.capacity_per_hour, and the cost
  *   expedited x shipments.express_cost + late and not expedited x shipments.late_penalty
  * (assuming an expedited parcel arrives on time) against two baselines: every
- * flash-sale order express (no capacity limit) and nothing expedited. Exit status 1
- * when a region-hour went over capacity or a created shipment has no decision.
+ * flash-sale order express (no capacity limit) and nothing expedited. A shipment's
+ * creation decision (event_ts = its CREATED time) gives the prediction scored (MAE);
+ * a revision at hand-over can only raise its kind, and the final kind is the one
+ * judged, counted in the hour of the decision that set it. Exit status 1 when a
+ * region-hour went over capacity or a created shipment has no decision.
  */
 #ifndef FLS_JUDGE_SHIPMENTS_H
 #define FLS_JUDGE_SHIPMENTS_H
