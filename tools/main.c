@@ -10,6 +10,7 @@
 
 #include "clickstream.h"
 #include "cmd.h"
+#include "import.h"
 #include "judge_clickstream.h"
 #include "judge_orders.h"
 #include "judge_shipments.h"
@@ -17,6 +18,7 @@
 #include "olist_ship.h"
 #include "orders.h"
 #include "produce.h"
+#include "report.h"
 #include "settings.h"
 #include "shipments.h"
 #include "train.h"
@@ -46,6 +48,11 @@ static const struct {
     {"convert", "olist-shipments OLIST_DIR OUT_DIR",
      "Write the Olist orders as shipment events and ground truth in the simulator's "
      "file format."},
+    {"import", "rees46|retail|olist-orders PATH",
+     "Produce a public dataset to the consumer's input topic as real traffic "
+     "(tools/IMPORT.md)."},
+    {"report", "clickstream|orders",
+     "Describe a consumer's decisions on real traffic, read back from its topics."},
     {"config", "", "Print the configuration table (markdown for the README)."},
     {NULL, NULL, NULL},
 };
@@ -126,7 +133,7 @@ static const char *take_config(int *argcp, char **argv)
 
 int main(int argc, char **argv)
 {
-        const fls_conf_def_t *tables[8];
+        const fls_conf_def_t *tables[12];
         fls_conf_t *conf;
         char errstr[512];
         const char *cmd, *path;
@@ -147,6 +154,7 @@ int main(int argc, char **argv)
         tables[nt++] = fls_settings_conf;
         tables[nt++] = fls_broker_conf;
         tables[nt++] = fls_simulate_conf;
+        tables[nt++] = fls_import_conf;
         for (int i = 0; apps[i]; i++)
                 if (apps[i]->conf)
                         tables[nt++] = apps[i]->conf;
@@ -208,6 +216,10 @@ int main(int argc, char **argv)
                 rc = fls_produce_cmd(conf, argc, argv);
         } else if (strcmp(cmd, "convert") == 0) {
                 rc = fls_olist_ship_cmd(conf, argc, argv);
+        } else if (strcmp(cmd, "import") == 0) {
+                rc = fls_cmd_import(conf, argc, argv);
+        } else if (strcmp(cmd, "report") == 0) {
+                rc = fls_report(conf, argc, argv);
         } else if (strcmp(cmd, "config") == 0) {
                 rc = print_config(conf);
         } else if (strcmp(cmd, "consume") == 0) {
