@@ -13,8 +13,11 @@
  *                        by decisions (deferred writes, see below)
  *   r:<region>:load      1-minute buckets of created and delivered (60 minutes)
  *   r:<region>:dlv       1-hour buckets of delivered and delivered late (24 hours)
+ *                        (in flight in a region: created - delivered - failed)
  *   c:<carrier>          lifetime created and done (delivered or failed): the backlog;
  *                        the same delivery-time ring as the region
+ *   w:<warehouse>        lifetime created and done (in flight: the difference), and
+ *                        w:<warehouse>:load, 1-minute buckets like the region's
  *
  * Decision (one per CREATED event, keyed by order): the features of
  * models/task_dispatch.h are read back after the batch is applied (load windows and
@@ -369,7 +372,7 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
                        int64_t *ts, char *detail, size_t detail_size)
 {
         shipments_t *s = app;
-        size_t idlen, rlen, olen, clen;
+        size_t idlen, rlen, olen, clen, wlen;
         const char *id = fls_avro_str(ev, s->idx[F_SHIPMENT], &idlen);
         double dist = fls_avro_double(ev, s->idx[F_DIST]);
         double weight = fls_avro_double(ev, s->idx[F_WEIGHT]);
@@ -377,13 +380,14 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         fls_avro_str(ev, s->idx[F_REGION], &rlen);
         fls_avro_str(ev, s->idx[F_ORDER], &olen);
         fls_avro_str(ev, s->idx[F_CARRIER], &clen);
+        fls_avro_str(ev, s->idx[F_WH], &wlen);
         if (idlen == 0 || rlen == 0 || olen == 0) {
                 snprintf(detail, detail_size, "empty shipment_id, order_id or region");
                 return FLS_BAD_VALUE;
         }
-        if (idlen > 200 || rlen > 100 || olen > 200 || clen > 100) {
+        if (idlen > 200 || rlen > 100 || olen > 200 || clen > 100 || wlen > 100) {
                 snprintf(detail, detail_size,
-                         "shipment, order, region or carrier too long");
+                         "shipment, order, region, carrier or warehouse too long");
                 return FLS_BAD_VALUE;
         }
         if (!key || keylen != idlen || memcmp(key, id, idlen) != 0) {
@@ -424,13 +428,14 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
 {
         shipments_t *s = app;
         int status = fls_avro_enum(v, s->idx[F_STATUS]);
-        size_t rlen, olen, clen;
+        size_t rlen, olen, clen, wlen;
         const char *region = fls_avro_str(v, s->idx[F_REGION], &rlen);
+        const char *wh = fls_avro_str(v, s->idx[F_WH], &wlen);
         const char *order = fls_avro_str(v, s->idx[F_ORDER], &olen);
         const char *carrier = fls_avro_str(v, s->idx[F_CARRIER], &clen);
         int64_t promised = fls_avro_long(v, s->idx[F_PROMISED]);
         char ent[300], cent[300];
-        int sh, r, c, n, cn;
+        int sh, r, c, w, n, cn;
 
         if (s->poll != ev->poll) {
                 /* A new poll: every batch of the previous one was decided. */
@@ -447,25 +452,34 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
 
         cn = snprintf(cent, sizeof(cent), "c:%.*s", (int)clen, carrier);
         c = fls_batch_entity(b, cent, (size_t)cn);
+        n = snprintf(ent, sizeof(ent), "w:%.*s", (int)wlen, wh);
+        w = fls_batch_entity(b, ent, (size_t)n);
         n = snprintf(ent, sizeof(ent), "r:%.*s", (int)rlen, region);
         r = fls_batch_entity(b, ent, (size_t)n);
         if (status == CREATED) {
                 fls_batch_incr(b, r, "created", 1);
                 fls_batch_incr(b, c, "created", 1);
-                if (!ev->late)
+                fls_batch_incr(b, w, "created", 1);
+                if (!ev->late) {
                         fls_batch_window(b, r, FAM_LOAD, 0, ev->ts, 1);
+                        fls_batch_window(b, w, FAM_LOAD, 0, ev->ts, 1);
+                }
         } else if (status == DELIVERED) {
                 int late = ev->ts > promised;
                 fls_batch_incr(b, r, "delivered", 1);
                 fls_batch_incr(b, r, "late", late);
                 fls_batch_incr(b, c, "done", 1);
+                fls_batch_incr(b, w, "done", 1);
                 if (!ev->late) {
                         fls_batch_window(b, r, FAM_LOAD, 1, ev->ts, 1);
+                        fls_batch_window(b, w, FAM_LOAD, 1, ev->ts, 1);
                         fls_batch_window(b, r, FAM_DLV, 0, ev->ts, 1);
                         fls_batch_window(b, r, FAM_DLV, 1, ev->ts, late);
                 }
         } else if (status == FAILED) {
+                fls_batch_incr(b, r, "failed", 1);
                 fls_batch_incr(b, c, "done", 1);
+                fls_batch_incr(b, w, "done", 1);
         }
         if (status == DELIVERED) {
                 struct feedback *f;

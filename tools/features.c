@@ -59,6 +59,11 @@ static const struct kind {
      "r:",
      1,
      {{0, "1m", 60000}, {0, "60m", 3600000}, {1, "24h", 86400000}, {-1, NULL, 0}}},
+    {"warehouse",
+     &fls_shipments_app,
+     "w:",
+     1,
+     {{0, "1m", 60000}, {0, "60m", 3600000}, {-1, NULL, 0}}},
     {NULL, NULL, NULL, 0, {{-1, NULL, 0}}},
 };
 
@@ -168,7 +173,7 @@ int fls_cmd_features(fls_conf_t *conf, int argc, char **argv)
                         k = &kinds[i];
         if (!k) {
                 fprintf(stderr, "usage: flashstream features "
-                                "user|sku|stock|shipment|region ID\n"
+                                "user|sku|stock|shipment|region|warehouse ID\n"
                                 "  (stock takes SKU:WAREHOUSE)\n");
                 return 2;
         }

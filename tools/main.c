@@ -34,7 +34,7 @@ static const struct {
      "SIGINT/SIGTERM."},
     {"simulate", "", "Produce a seeded, simulated flash sale to the input topics."},
     {"consume", "clickstream|orders|shipments", "Run one consumer."},
-    {"features", "user|sku|stock|shipment|region ID",
+    {"features", "user|sku|stock|shipment|region|warehouse ID",
      "Print an entity's current features from Redis as JSON."},
     {"train", "MODEL --data PATH --out FILE [--seed N]", "Train a model."},
     {"eval", "MODEL --model FILE --data PATH [--from T] [--until T]",
