@@ -17,6 +17,7 @@
 #include "codec.h"
 #include "data_time.h"
 #include "import.h"
+#include "producer.h"
 #include "testutil.h"
 
 static fls_import_opts_t opts(void)
@@ -244,11 +245,11 @@ Test(import, murmur2_partition)
 {
         /* Kafka's UtilsTest.testMurmur2 vectors, made positive (h & 0x7fffffff): with
          * 0x7fffffff partitions the partition is that value itself. */
-        cr_assert_eq(fls_import_partition("21", 2, 0x7fffffff), 2147483648 - 973932308);
-        cr_assert_eq(fls_import_partition("foobar", 6, 0x7fffffff),
+        cr_assert_eq(fls_producer_partition("21", 2, 0x7fffffff), 2147483648 - 973932308);
+        cr_assert_eq(fls_producer_partition("foobar", 6, 0x7fffffff),
                      2147483648 - 790332482);
-        cr_assert_eq(fls_import_partition("abc", 3, 0x7fffffff), 479470107);
-        cr_assert_eq(fls_import_partition("a-little-bit-long-string", 24, 0x7fffffff),
+        cr_assert_eq(fls_producer_partition("abc", 3, 0x7fffffff), 479470107);
+        cr_assert_eq(fls_producer_partition("a-little-bit-long-string", 24, 0x7fffffff),
                      2147483648 - 985981536);
 }
 
@@ -323,7 +324,7 @@ static long read_back(const char *topic, const char *subject, const fls_import_s
                                               sizeof(detail)),
                              FLS_BAD_NONE, "record does not decode: %s", detail);
                 cr_assert_eq(m->partition,
-                             fls_import_partition(m->key, m->key_len, NPART),
+                             fls_producer_partition(m->key, m->key_len, NPART),
                              "murmur2 partition of the key");
                 id = fls_avro_str(v, 0, &len);
                 for (k = 0; k < s->n; k++)

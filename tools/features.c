@@ -18,6 +18,7 @@
 #include "cmd.h"
 #include "kafka.h"
 #include "orders.h"
+#include "producer.h"
 #include "shipments.h"
 #include "store.h"
 
@@ -66,40 +67,6 @@ static const struct kind {
      {{0, "1m", 60000}, {0, "60m", 3600000}, {-1, NULL, 0}}},
     {NULL, NULL, NULL, 0, {{-1, NULL, 0}}},
 };
-
-/* Kafka's murmur2 (the Java client's and librdkafka's murmur2 partitioners). */
-static uint32_t murmur2(const char *data, size_t len)
-{
-        const uint32_t m = 0x5bd1e995;
-        uint32_t h = 0x9747b28c ^ (uint32_t)len;
-        const unsigned char *p = (const unsigned char *)data;
-        size_t i = 0;
-
-        for (; i + 4 <= len; i += 4) {
-                uint32_t k = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 |
-                             (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24;
-                k *= m;
-                k ^= k >> 24;
-                k *= m;
-                h *= m;
-                h ^= k;
-        }
-        switch (len & 3) {
-        case 3:
-                h ^= (uint32_t)p[i + 2] << 16;
-                /* fall through */
-        case 2:
-                h ^= (uint32_t)p[i + 1] << 8;
-                /* fall through */
-        case 1:
-                h ^= p[i];
-                h *= m;
-        }
-        h ^= h >> 13;
-        h *= m;
-        h ^= h >> 15;
-        return h;
-}
 
 static int partition_count(fls_conf_t *conf, const char *topic, char *errstr,
                            size_t errstr_size)
@@ -208,8 +175,8 @@ int fls_cmd_features(fls_conf_t *conf, int argc, char **argv)
                 int64_t watermark = 0;
 
                 if (!k->spread) {
-                        lo = (int)((murmur2(argv[2], strlen(argv[2])) & 0x7fffffff) %
-                                   (uint32_t)nparts);
+                        lo = (int)fls_producer_partition(argv[2], strlen(argv[2]),
+                                                         (int32_t)nparts);
                         hi = lo + 1;
                 }
                 wm = calloc((size_t)nparts, sizeof(*wm));

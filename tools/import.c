@@ -25,6 +25,7 @@
 #include "data_time.h"
 #include "kafka.h"
 #include "log.h"
+#include "producer.h"
 
 #define COMP  "import"
 #define SCOPE "import"
@@ -898,78 +899,7 @@ int fls_import_load(const char *name, const char *path, const fls_import_opts_t 
         return 0;
 }
 
-/* ------------------------------------------------------------------ murmur2 */
-
-int32_t fls_import_partition(const char *key, size_t len, int32_t partitions)
-{
-        /* Kafka's murmur2: seed 0x9747b28c, m 0x5bd1e995, r 24; the Java client takes
-         * (hash & 0x7fffffff) % partitions. */
-        const uint32_t m = 0x5bd1e995;
-        const unsigned char *d = (const unsigned char *)key;
-        uint32_t h = 0x9747b28cU ^ (uint32_t)len;
-        size_t n = len;
-
-        while (n >= 4) {
-                uint32_t k = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
-                             (uint32_t)d[3] << 24;
-                k *= m;
-                k ^= k >> 24;
-                k *= m;
-                h *= m;
-                h ^= k;
-                d += 4;
-                n -= 4;
-        }
-        switch (n) {
-        case 3:
-                h ^= (uint32_t)d[2] << 16;
-                /* fall through */
-        case 2:
-                h ^= (uint32_t)d[1] << 8;
-                /* fall through */
-        case 1:
-                h ^= d[0];
-                h *= m;
-        }
-        h ^= h >> 13;
-        h *= m;
-        h ^= h >> 15;
-        return (int32_t)((h & 0x7fffffff) % (uint32_t)partitions);
-}
-
 /* ------------------------------------------------------------------ producing */
-
-typedef struct {
-        uint64_t ok, failed;
-        char first_err[256];
-        int fatal;
-} dr_t;
-
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-        dr_t *dr = opaque;
-        (void)rk;
-        if (!m->err) {
-                dr->ok++;
-                return;
-        }
-        if (!dr->failed++)
-                snprintf(dr->first_err, sizeof(dr->first_err), "%s: %s",
-                         rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-}
-
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-        dr_t *dr = opaque;
-        char fatal[256];
-        if (err == RD_KAFKA_RESP_ERR__FATAL) {
-                rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-                fls_log(FLS_LOG_ERROR, COMP, "fatal producer error: %s", fatal);
-                dr->fatal = 1;
-                return;
-        }
-        fls_log(FLS_LOG_WARN, COMP, "kafka: %s: %s", rd_kafka_err2name(err), reason);
-}
 
 /* Fills the codec's value from r, checking each value's kind against the schema. */
 static int fill(fls_codec_t *codec, const fls_import_set_t *set,
@@ -1021,13 +951,14 @@ static int fill(fls_codec_t *codec, const fls_import_set_t *set,
 }
 
 static int produce_all(fls_conf_t *conf, const fls_import_set_t *set, uint64_t *sent,
-                       dr_t *dr, char *errstr, size_t errstr_size)
+                       uint64_t *delivered, uint64_t *failed, char *errstr,
+                       size_t errstr_size)
 {
         fls_codec_t *codec[FLS_IMPORT__NOUT] = {0};
         const char *topic[FLS_IMPORT__NOUT] = {0};
-        rd_kafka_conf_t *kc;
-        rd_kafka_t *rk = NULL;
-        int64_t flush_ms = fls_conf_int(conf, "import.flush_ms");
+        fls_producer_t *p = NULL;
+        int flush_ms = (int)fls_conf_int(conf, "import.flush_ms");
+        char cerr[512];
         int rc = -1;
 
         for (size_t i = 0; i < set->n; i++) {
@@ -1049,59 +980,32 @@ static int produce_all(fls_conf_t *conf, const fls_import_set_t *set, uint64_t *
                 }
                 topic[out] = fls_conf_str(conf, outs[out].topic_key);
         }
-        kc = fls_kafka_conf(conf, FLS_KAFKA_PRODUCER, NULL, errstr, errstr_size);
-        if (!kc)
+        p = fls_producer_new(conf, "flashstream-import", errstr, errstr_size);
+        if (!p)
                 goto done;
-        /* The README's Topics contract: the Java client's partitioner, whatever the
-         * kafka.* keys say, so that a key's partition can be computed anywhere. */
-        if (rd_kafka_conf_set(kc, "partitioner", "murmur2_random", errstr, errstr_size) !=
-                RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(kc, "client.id", "flashstream-import", errstr,
-                              errstr_size) != RD_KAFKA_CONF_OK) {
-                rd_kafka_conf_destroy(kc);
-                goto done;
-        }
-        rd_kafka_conf_set_opaque(kc, dr);
-        rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
-        rd_kafka_conf_set_error_cb(kc, error_cb);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
-        if (!rk) {
-                rd_kafka_conf_destroy(kc);
-                goto done;
-        }
         for (size_t i = 0; i < set->n; i++) {
                 const fls_import_rec_t *r = &set->recs[i];
                 const char *key = fls_arena_str(&set->text, r->key);
                 const void *buf;
                 size_t len;
-                if (dr->fatal) {
-                        snprintf(errstr, errstr_size, "fatal producer error");
-                        goto done;
-                }
                 if (fill(codec[r->out], set, r, errstr, errstr_size) ||
                     fls_codec_encode(codec[r->out], &buf, &len, errstr, errstr_size) ||
-                    fls_kafka_produce(rk, topic[r->out], key, strlen(key), buf, len, NULL,
-                                      (int)flush_ms, errstr, errstr_size))
+                    fls_producer_send(p, topic[r->out], key, strlen(key), buf, len,
+                                      flush_ms, errstr, errstr_size))
                         goto done;
                 (*sent)++;
-                if ((*sent & 1023) == 0)
-                        rd_kafka_poll(rk, 0);
         }
         rc = 0;
 done:
-        if (rk) {
-                rd_kafka_resp_err_t ferr = rd_kafka_flush(rk, (int)flush_ms);
-                int left = rd_kafka_outq_len(rk);
-                if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR && left > 0) {
-                        /* Never delivered: as lost as a failed delivery report. */
-                        dr->failed += (uint64_t)left;
-                        fls_log(
-                            FLS_LOG_ERROR, COMP,
-                            "%d messages not delivered within import.flush_ms=%" PRId64,
-                            left, flush_ms);
-                }
-                rd_kafka_destroy(rk);
+        /* Drained even after an error, so that the counts are what reached Kafka. */
+        if (p && fls_producer_close(p, flush_ms, delivered, failed, cerr, sizeof(cerr))) {
+                if (rc == 0)
+                        snprintf(errstr, errstr_size, "%s", cerr);
+                else
+                        fls_log(FLS_LOG_ERROR, COMP, "%s", cerr);
+                rc = -1;
         }
+        fls_producer_destroy(p);
         for (int i = 0; i < FLS_IMPORT__NOUT; i++)
                 if (codec[i])
                         fls_codec_destroy(codec[i]);
@@ -1159,8 +1063,7 @@ int fls_cmd_import(fls_conf_t *conf, int argc, char **argv)
         fls_import_opts_t o;
         fls_import_set_t set;
         char errstr[512];
-        uint64_t sent = 0;
-        dr_t dr = {0};
+        uint64_t sent = 0, delivered = 0, failed = 0;
         int rc = 0;
 
         if (argc != 3) {
@@ -1178,20 +1081,14 @@ int fls_cmd_import(fls_conf_t *conf, int argc, char **argv)
         }
         summary(argv[1], &set);
         if (!fls_conf_bool(conf, "import.dry_run")) {
-                if (produce_all(conf, &set, &sent, &dr, errstr, sizeof(errstr)) == -1) {
+                if (produce_all(conf, &set, &sent, &delivered, &failed, errstr,
+                                sizeof(errstr)) == -1) {
                         fls_log(FLS_LOG_ERROR, COMP, "%s", errstr);
-                        rc = 1;
-                }
-                if (dr.failed) {
-                        fls_log(FLS_LOG_ERROR, COMP,
-                                "%" PRIu64 " of %" PRIu64 " messages lost (first: %s)",
-                                dr.failed, sent,
-                                dr.first_err[0] ? dr.first_err : "not delivered");
                         rc = 1;
                 }
                 printf("  produced=%" PRIu64 " delivered=%" PRIu64 " failed=%" PRIu64
                        "\n",
-                       sent, dr.ok, dr.failed);
+                       sent, delivered, failed);
         }
         fls_import_set_free(&set);
         return rc;

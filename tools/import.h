@@ -181,10 +181,6 @@ static inline const char *fls_import_text(const fls_import_set_t *set,
         return fls_arena_str(&set->text, r->f[i].v.s);
 }
 
-/* The Kafka partition of key under the murmur2 partitioner of the Java client (and
- * librdkafka's murmur2_random for non-empty keys). */
-int32_t fls_import_partition(const char *key, size_t len, int32_t partitions);
-
 /* `flashstream import rees46|retail|olist-orders PATH`. */
 int fls_cmd_import(fls_conf_t *conf, int argc, char **argv);
 

@@ -16,17 +16,13 @@
 #include <avro.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
 #include "data_csv.h"
-#include "kafka.h"
-#include "log.h"
-
-#define COMP "produce"
+#include "producer.h"
 
 static const struct {
         const char *name, *topic_key, *subject;
@@ -36,24 +32,6 @@ static const struct {
     {"orders", "topic.orders", "orders-value", "sku", "warehouse_id"},
     {"shipments", "topic.shipments", "shipments-value", "shipment_id", NULL},
 };
-
-typedef struct {
-        long ok, failed;
-        char first_err[256];
-} dr_t;
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-        dr_t *dr = opaque;
-        (void)rk;
-        if (!m->err) {
-                dr->ok++;
-                return;
-        }
-        if (!dr->failed++)
-                snprintf(dr->first_err, sizeof(dr->first_err), "%s",
-                         rd_kafka_err2str(m->err));
-}
 
 /* Sets field i of rec from its CSV text, by the field's Avro type. */
 static int set_field(avro_value_t *rec, int i, const char *text, char *errstr,
@@ -112,11 +90,10 @@ int fls_produce_file(fls_conf_t *conf, const char *input, const char *path, long
         size_t nfield = 0;
         fls_codec_t *codec = NULL;
         fls_csv_t *csv = NULL;
-        rd_kafka_conf_t *kc = NULL;
-        rd_kafka_t *rk = NULL;
+        fls_producer_t *prod = NULL;
         const char *topic;
         char key[1024], err[512];
-        dr_t dr = {0, 0, ""};
+        uint64_t delivered, failed;
 
         *count = 0;
         for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
@@ -162,18 +139,8 @@ int fls_produce_file(fls_conf_t *conf, const char *input, const char *path, long
         }
         nf = (int)nfield;
 
-        if (!(kc = fls_kafka_conf(conf, FLS_KAFKA_PRODUCER, NULL, errstr, errstr_size)))
+        if (!(prod = fls_producer_new(conf, "flashstream-produce", errstr, errstr_size)))
                 goto done;
-        /* The Java client's partitioner, as the README requires of every producer. */
-        if (rd_kafka_conf_set(kc, "partitioner", "murmur2_random", errstr, errstr_size) !=
-            RD_KAFKA_CONF_OK)
-                goto done;
-        rd_kafka_conf_set_opaque(kc, &dr);
-        rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
-        if (!rk)
-                goto done;
-        kc = NULL; /* owned by rk now */
 
         while ((r = fls_csv_next(csv, errstr, errstr_size)) == 1) {
                 avro_value_t *rec = fls_codec_out(codec);
@@ -207,34 +174,23 @@ int fls_produce_file(fls_conf_t *conf, const char *input, const char *path, long
                                  fls_csv_line(csv));
                         goto done;
                 }
-                if (fls_kafka_produce(rk, topic, key, (size_t)klen, buf, len, NULL, 60000,
+                if (fls_producer_send(prod, topic, key, (size_t)klen, buf, len, 60000,
                                       errstr, errstr_size) != 0)
                         goto done;
                 (*count)++;
-                rd_kafka_poll(rk, 0);
         }
         if (r < 0)
                 goto done;
         rc = 0;
 done:
-        if (rk) {
-                /* Drain what was accepted even after an error, so the count of what
-                 * reached the topic is exact. */
-                if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR && rc == 0) {
-                        snprintf(errstr, errstr_size,
-                                 "%ld messages not delivered in 60 s",
-                                 (long)rd_kafka_outq_len(rk));
-                        rc = -1;
-                }
-                if (dr.failed && rc == 0) {
-                        snprintf(errstr, errstr_size, "%ld of %ld messages failed: %s",
-                                 dr.failed, *count, dr.first_err);
-                        rc = -1;
-                }
-                rd_kafka_destroy(rk);
+        /* Drained even after an error, so that what reached the topic is known. */
+        if (prod &&
+            fls_producer_close(prod, 60000, &delivered, &failed, err, sizeof(err)) != 0) {
+                if (rc == 0)
+                        snprintf(errstr, errstr_size, "%s", err);
+                rc = -1;
         }
-        if (kc)
-                rd_kafka_conf_destroy(kc);
+        fls_producer_destroy(prod);
         fls_csv_destroy(csv);
         fls_codec_destroy(codec);
         return rc;

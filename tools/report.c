@@ -15,6 +15,7 @@
 
 #include "codec.h"
 #include "import.h"
+#include "producer.h"
 #include "store.h"
 #include "topic.h"
 
@@ -280,8 +281,8 @@ static int stock_totals(fls_conf_t *conf, const char *topic, const strset_t *key
                 if (!k)
                         continue;
                 snprintf(ent, sizeof(ent), "sw:%s", k);
-                fls_store_key(st, topic, fls_import_partition(k, strlen(k), nparts), ent,
-                              NULL, key, sizeof(key));
+                fls_store_key(st, topic, fls_producer_partition(k, strlen(k), nparts),
+                              ent, NULL, key, sizeof(key));
                 if (fls_store_hgetall(st, key, &h, err, sizeof(err)) < 0) {
                         fprintf(stderr, "report: redis: %s\n", err);
                         rc = -1;
