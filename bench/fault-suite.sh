@@ -15,6 +15,9 @@
 # lifetime counters (units sold, stock, coupon budget, express capacity) exact against
 # the events and the output topics; every decision id of the clean pass present, and
 # duplicates byte-identical. It prints the table and exits 1 on any mismatch.
+# Injected Produce errors make the mock lose messages librdkafka reports delivered
+# without an offset; the runner replays those (tests/fault/mock_implicit_ack.c shows it
+# outside the project; README, Faults).
 #
 #   full run (~1.0M events, 20+ kill points, ~10 min):  bash bench/fault-suite.sh [RUNDIR]
 #   short run (~200k events, 5 kill points, < 4 min):  FLS_FAULT_SHORT=1 bash bench/fault-suite.sh
@@ -555,5 +558,7 @@ if [ "$mism" != 0 ]; then
         log "details: $C/state.diff (key|field, clean, fault), $C/*.<topic> (id, fnv64, partition, offset, json)"
         exit 1
 fi
+# Stacks down first: the EXIT trap finds them by their folders, gone after rm.
+cleanup
 [ "${FLS_FAULT_KEEP:-0}" = 1 ] || [ $# -ge 1 ] || rm -rf "$RUN"
 exit 0

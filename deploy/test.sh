@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README (and of .ci/run): installs what is missing, builds
 # with -Werror, runs every Criterion suite (unit and integration: the integration
-# suites start their own redis-server and `flashstream broker`), then builds again
+# suites start their own redis-server and `flashstream broker`) and the short fault
+# suite (bench/fault-suite.sh), then builds again
 # with AddressSanitizer + UndefinedBehaviorSanitizer and runs the whole suite again.
 # FLS_TEST_QUICK=1 skips the sanitizer pass.
 set -euo pipefail
@@ -15,6 +16,11 @@ cmake -S . -B build -DFLS_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests =="
 (cd build && ctest --output-on-failure)
+# bench/fault-suite.sh, short: ~200k events through the three consumers clean and
+# under SIGKILLs, rebalances, a broker down, Fetch/Produce/OffsetCommit errors and a
+# Redis SIGKILL, compared; exits 1 on any mismatch (~70 s here, README "Faults").
+echo "== fault suite (short) =="
+FLS_FAULT_SHORT=1 FLS_BIN="$PWD/build/tools/flashstream" bash bench/fault-suite.sh
 
 if [ "${FLS_TEST_QUICK:-0}" != 1 ]; then
         echo "== build (ASan + UBSan) =="
