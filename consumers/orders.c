@@ -20,13 +20,20 @@
  * Decisions, per batch on the SKUs it touched: one LSTM call forecasts demand over
  * the next FLS_DSIM_H minutes (task_demand_sim), one regression call turns forecast,
  * rates, trend and the warehouse's cover (lead time + safety) into units needed
- * (task_inventory). Stock runs out in on_hand / (need / cover) minutes; a RestockSignal
- * goes out, keyed sku:warehouse, when that is before the cover, with urgency LOW
- * (before the cover), MEDIUM (before the lead time), HIGH (before half of it),
- * CRITICAL (out of stock now). Hysteresis: one signal per crossing; a new one only
- * when urgency rises or the recommended quantity moves by more than
- * orders.requantity_share; RESOLVED when stock comes back (receipt, cancellation,
- * refund) and the need is gone. OVERSTOCK once per episode when, after the SKU's
+ * (task_inventory). The projected rate is the larger of need / cover and the fastest
+ * recent velocity (the last complete minute, or the current minute so far: the models
+ * read complete minutes only and lag a spike by up to a minute, which is more than a
+ * sale's stock lasts), less orders.velocity_z times its Poisson noise. Stock runs out
+ * in on_hand / rate; the recommended quantity orders up to orders.order_up_to covers at
+ * the velocity's point estimate (if larger). A RestockSignal goes out, keyed
+ * sku:warehouse, when stock runs out before the cover, with urgency LOW (before the
+ * cover), MEDIUM (before the lead time), HIGH (before half of it), CRITICAL (out of stock
+ * now). Hysteresis: one signal per crossing; a new one only when urgency rises or the
+ * recommended quantity moves by more than orders.requantity_share; RESOLVED when stock
+ * comes back (receipt, cancellation, refund) and the need is gone; when a receipt brings
+ * stock that still runs out before the cover, a new episode opens at the lower urgency
+ * (orders.rearm_on_receipt), so that the next run-out is warned from the receipt on, a
+ * lead time ahead where it can be. OVERSTOCK once per episode when, after the SKU's
  * 5-minute rate has fallen from its peak, stock covers far more than the need.
  *
  * The stock ledger is kept per order: what an order's lines took of this SKU at this
@@ -118,8 +125,31 @@ static const fls_conf_def_t conf[] = {
     {"orders.safety_s", FLS_CONF_INT, "60", 0, 31536000,
      "Safety period added to the lead time: signal when stock runs out before both.",
      "consume"},
-    {"orders.order_up_to", FLS_CONF_DBL, "2", 1, 100,
-     "Recommended quantity: order up to this many covers of the forecast need.",
+    {"orders.order_up_to", FLS_CONF_DBL, "1", 1, 100,
+     "Recommended quantity: order up to this many covers of the projected need (the "
+     "larger of the models' need and the velocity's).",
+     "consume"},
+    {"orders.velocity_weight", FLS_CONF_DBL, "1", 0, 100,
+     "Projection rate: at least this share of the fastest recent velocity (the last "
+     "complete minute, or the current minute so far), so that a spike the forecast "
+     "has not seen yet (complete minutes lag it) still projects the run-out; 0: the "
+     "models alone.",
+     "consume"},
+    {"orders.velocity_min_s", FLS_CONF_INT, "20", 1, 60,
+     "The current minute's velocity is taken over at least this many seconds, which "
+     "damps the noise of its first sales.",
+     "consume"},
+    {"orders.velocity_min_units", FLS_CONF_INT, "2", 0, 1000000000,
+     "... and only from a minute with at least this many units sold.", "consume"},
+    {"orders.velocity_z", FLS_CONF_DBL, "1.5", 0, 10,
+     "The trigger's velocity counts n - z sqrt(n) of the n units sold (a Poisson lower "
+     "bound: a burst of a few orders is mostly noise, a minute of many is not); the "
+     "recommended quantity counts n. 0: n for both.",
+     "consume"},
+    {"orders.rearm_on_receipt", FLS_CONF_BOOL, "true", 1, 0,
+     "A receipt that leaves an open restock need at a lower urgency opens a new "
+     "episode there (one signal), so the next run-out is warned from the receipt on; "
+     "false: the episode stays at its highest urgency until the need is gone.",
      "consume"},
     {"orders.requantity_share", FLS_CONF_DBL, "0.5", 0, 100,
      "An open signal is repeated only when urgency rises or the recommended quantity "
@@ -143,6 +173,7 @@ struct pending {
         int64_t offset, ts; /* the entity's last event in the batch */
         int read_h, read_ring;
         int restored;               /* stock came back in this batch */
+        int received;               /* ... by a stock receipt */
         size_t key, keylen, skulen; /* "sku:wh" in text */
         int ent;
 };
@@ -169,8 +200,9 @@ typedef struct {
         char versions[256];
         int64_t lead_ms, safety_ms;
         char *lead_map; /* "w1=300,w2=90" */
-        double order_up_to, requantity, over_factor, peak_ratio;
-        int64_t over_min;
+        double order_up_to, requantity, over_factor, peak_ratio, vel_weight, vel_z;
+        int64_t over_min, vel_min_ms, vel_min_units;
+        int rearm;
         int slots;
         /* per poll */
         uint64_t poll;
@@ -281,6 +313,11 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
         o->over_factor = fls_conf_dbl(c, "orders.overstock_factor");
         o->over_min = fls_conf_int(c, "orders.overstock_min_units");
         o->peak_ratio = fls_conf_dbl(c, "orders.peak_ratio");
+        o->vel_weight = fls_conf_dbl(c, "orders.velocity_weight");
+        o->vel_min_ms = fls_conf_int(c, "orders.velocity_min_s") * 1000;
+        o->vel_min_units = fls_conf_int(c, "orders.velocity_min_units");
+        o->vel_z = fls_conf_dbl(c, "orders.velocity_z");
+        o->rearm = fls_conf_bool(c, "orders.rearm_on_receipt");
         o->slots = fls_store_family_slots(env->store, 0);
         rows = (size_t)fls_conf_int(c, "batch.max_messages");
         o->max_rows = rows;
@@ -484,6 +521,8 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 p->ts = ev->ts;
         if (type != T_PLACED)
                 p->restored = 1;
+        if (type == T_RECEIPT)
+                p->received = 1;
 }
 
 /* ---- decide ---------------------------------------------------------------------- */
@@ -524,6 +563,22 @@ static int64_t ring_at(const orders_t *o, const int64_t *vals, int64_t bucket)
         if (bucket < 0 || o->ring_bucket[s] != bucket)
                 return 0;
         return vals[s];
+}
+
+/* Units per ms: the faster of the last complete minute (u_last units) and the current
+ * one so far (u_now units in in_min ms, taken over at least orders.velocity_min_s),
+ * each from orders.velocity_min_units units up and less z times its Poisson noise. */
+static double velocity(const orders_t *o, int64_t u_last, int64_t u_now, int64_t in_min,
+                       double z)
+{
+        double a = 0, b = 0;
+        if (u_last >= o->vel_min_units && u_last > 0)
+                a = ((double)u_last - z * sqrt((double)u_last)) / 60000.0;
+        if (u_now >= o->vel_min_units && u_now > 0)
+                b = ((double)u_now - z * sqrt((double)u_now)) /
+                    (double)(in_min > o->vel_min_ms ? in_min : o->vel_min_ms);
+        a = a > b ? a : b;
+        return a > 0 ? a : 0;
 }
 
 static struct overlay *ov_find(orders_t *o, const char *key, size_t len, int create)
@@ -670,16 +725,13 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 int64_t on_hand = fls_hash_int(h, "stock", 0);
                 int64_t oversold = fls_hash_int(h, "oversold", 0);
                 double need = o->need[k] > 0 && isfinite(o->need[k]) ? o->need[k] : 0;
-                double rate = need / cover; /* units per ms */
-                double t_out = rate > 0 ? (double)on_hand / rate : INFINITY;
-                int64_t stockout = rate > 0 ? p->ts + (int64_t)t_out : 0;
-                int64_t want = (int64_t)ceil(need * o->order_up_to);
-                int64_t rec = want - on_hand > 1 ? want - on_hand : 1;
+                double rate, t_out, vel;
+                int64_t stockout, want, rec;
                 int level = U_NONE;
                 struct sigstate st, was;
                 struct overlay *ov = ov_find(o, key, p->keylen, 1);
                 double r5 = 0, peak;
-                int64_t b0 = p->ts / 60000;
+                int64_t b0 = p->ts / 60000, in_min, u_last, u_now;
                 int kind = K_NONE;
                 const char *reason = NULL;
 
@@ -687,6 +739,29 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 for (int t = 1; t <= 5; t++)
                         r5 += (double)ring_at(o, o->ring_units, b0 - t);
                 r5 /= 5;
+                /* The models read complete minutes only, so at the start of a spike
+                 * (demand x10-100 within seconds) they still see the quiet minutes:
+                 * the projection also takes the fastest recent velocity, the last
+                 * complete minute's or the current minute's so far (over at least
+                 * orders.velocity_min_s). Units per ms, like need / cover. */
+                in_min = p->ts - b0 * 60000;
+                u_last = ring_at(o, o->ring_units, b0 - 1);
+                u_now = ring_at(o, o->ring_units, b0);
+                /* The trigger takes the noise-discounted velocity (few false alarms
+                 * on a burst of a few orders); the quantity, once triggered, the
+                 * point estimate (ordering less than the rate seen loses sales). */
+                rate = need / cover;
+                vel = o->vel_weight * velocity(o, u_last, u_now, in_min, o->vel_z);
+                if (vel > rate)
+                        rate = vel;
+                t_out = rate > 0 ? (double)on_hand / rate : INFINITY;
+                stockout = rate > 0 ? p->ts + (int64_t)t_out : 0;
+                vel = o->vel_weight * velocity(o, u_last, u_now, in_min, 0);
+                if (vel < rate)
+                        vel = rate;
+                /* Order up to orders.order_up_to covers of the projected need. */
+                want = (int64_t)ceil(vel * cover * o->order_up_to);
+                rec = want - on_hand > 1 ? want - on_hand : 1;
                 peak = fls_hash_int(h, "peak_r5m", 0) / 1000.0;
                 if (r5 > peak) {
                         peak = r5;
@@ -717,7 +792,18 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                 }
                 was = st;
                 if (st.kind == K_RESTOCK) {
-                        if (level > st.level) {
+                        if (o->rearm && p->received && level != U_NONE &&
+                            level < st.level) {
+                                /* Stock came in but does not cover the need: a new
+                                 * episode from here, so its run-out is warned now and
+                                 * not only once the shelf is empty again. Receipts
+                                 * only: a cancellation is not a restock and would
+                                 * repeat signals. */
+                                kind = K_RESTOCK;
+                                reason = "projected_stockout";
+                                st.level = level;
+                                st.qty = rec;
+                        } else if (level > st.level) {
                                 kind = K_RESTOCK;
                                 reason = "urgency_up";
                                 st.level = level;
@@ -745,8 +831,8 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                         st.qty = rec;
                 } else {
                         int over = on_hand >= o->over_min &&
-                                   (double)on_hand > o->over_factor * need && peak > 0 &&
-                                   r5 <= o->peak_ratio * peak;
+                                   (double)on_hand > o->over_factor * rate * cover &&
+                                   peak > 0 && r5 <= o->peak_ratio * peak;
                         if (st.kind != K_OVERSTOCK && over) {
                                 kind = K_OVERSTOCK;
                                 reason = "after_peak";
@@ -755,7 +841,8 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                                 st.qty = on_hand - want > 0 ? on_hand - want : 0;
                                 rec = st.qty;
                         } else if (st.kind == K_OVERSTOCK &&
-                                   (double)on_hand <= 0.5 * o->over_factor * need) {
+                                   (double)on_hand <=
+                                       0.5 * o->over_factor * rate * cover) {
                                 kind = K_RESOLVED;
                                 reason = "overstock_cleared";
                                 st.kind = K_NONE;
