@@ -49,7 +49,8 @@
  *                  "last_buy session start act_ts", act_ts the event time of the
  *                  last action); decision state act_ts (MAX), cpn:<campaign>
  *                  (a coupon of it was sent), rem (a reminder was sent), capped (an
- *                  action was held back): -(first offset)
+ *                  action was held back): -(first offset); pre (see p:pre) and irem
+ *                  "offset ts" (the inactive sweep at that trigger reminded the user)
  *   u:<user>:act   1-minute buckets of each event type (windows 1, 5, 30 minutes)
  *   v:<user>       s<sku>, c<category> viewed, b<sku> bought: -(first offset)
  *   s:<sku>        lifetime counts; s:<sku>:sku 1-minute buckets of views, cart adds and
@@ -61,7 +62,15 @@
  *                  sale_d (the same as a snapshot), sale_s "3 (offset sale)*" (its
  *                  last SALE_CH changes), capped_users; p:all:sku the
  *                  partition's cart adds and purchases per minute (live conversion);
- *                  p:all:j the journal, "offset ts type late sale cents qty s<sku> user"
+ *                  p:all:j the journal, "offset ts type late sale cents qty s<sku> user";
+ *                  sweep: -(offset of the event that triggered the inactive sweep)
+ *   p:pre          <user> -> the user's record for the inactive sweep, the same string
+ *                  as u:<user> pre: "1" then the user's last PRE_KEEP entries "offset
+ *                  score act_ts rem", one per event before the sale (score: the
+ *                  participation at it, x 1e4; act_ts and rem: the user's decision
+ *                  state after it), and a last entry with score -1 once the user is
+ *                  active after the sale start (sticky: nothing follows it). Only
+ *                  users active before the sale have one (~100 bytes each)
  * Ring slots are recycled by events more than window + lateness newer: an event that
  * late in a batch can still take counts from the windows of earlier ones (bounded by
  * window.lateness_ms, not seen with the simulator).
@@ -88,9 +97,7 @@
  *   REMINDER        event before the sale (no campaign, and before the configured or
  *                   learned sale start), participation >= clickstream.reminder_min_
  *                   participation, pre-sale views (interest in SKUs going on sale),
- *                   no reminder yet. The issue's other trigger (a likely participant
- *                   inactive since the sale began) has no event to act on in a
- *                   per-event consumer: it needs a timer, out of scope here
+ *                   no reminder yet (reason pre_sale_interest)
  *   RECOMMENDATION  a VIEW with a category, participation >= clickstream.reco_min_
  *                   participation, an empty cart (cart users are coupon candidates),
  *                   and SKUs of the category trending (>= 2 views in the last minute
@@ -99,6 +106,36 @@
  * Frequency cap: an action needs its event time at least clickstream.cap_s after the
  * user's last action (so an out-of-order event older than the last action gets none:
  * any two actions of a user are cap_s apart in event time).
+ * Inactive since the sale began (REMINDER, reason inactive_since_sale): an inactive
+ * user sends no event to decide on, so the partition's own event time drives it. The
+ * first event (in offset order) whose time is at least the sale start (configured or
+ * learned, as of the event) + clickstream.inactive_after_s triggers one sweep, once
+ * per partition and sale (the p:all sweep mark, read as of the event). The sweep
+ * reminds, as of the triggering event, every user of the partition whose record
+ * (p:pre) has an event before the sale, none since its start, a last participation
+ * score >= clickstream.inactive_min_participation, no reminder yet, and whose last
+ * action is cap_s before the trigger's time (users the cap holds are skipped); the
+ * clickstream.inactive_max_reminders best scores (ties: user id) if there are more.
+ * Each reminder's id is "<topic>/<partition>/<trigger offset>/inactive:<user>", its
+ * event_ts the trigger's time, and the sweep writes rem, act_ts and irem to the user
+ * (deferred, like every decision mark), so any replay or batching sends the same
+ * records once. Everything is as of the trigger: the record entries are offset-
+ * tagged with the decision state after each event, entries at or after the trigger
+ * (written ahead by a stopping runner) are left out, and the poll's own events come
+ * from the overlay, whose records are authoritative for the users it holds. Exact
+ * while a user has fewer than PRE_KEEP pre-sale events after the trigger in a batch
+ * replayed over recorded writes (pre-sale events after the trigger are events older
+ * than the sale start arriving over inactive_after_s late).
+ * Cost: records are written (deferred SET on u:<user> and p:pre) only for batches
+ * with a pre-sale event of the user, and once more when the user comes back. The
+ * sweep reads p:pre (HGETALL: ~100 bytes per pre-sale user of the partition) in the
+ * triggering batch: update() asks for it when the event can trigger, judged from a
+ * per-partition cache (struct pcache) of the sweep's offset and a lower bound of the
+ * learned sale start (so a needed read is never missed). With a learned start a cold
+ * cache (the first batch after a start, or after a gap in the partition's offsets: a
+ * rebalance, a dead-lettered message) reads it too until the sweep's offset is known.
+ * So: one read per partition and sale, plus about one per start or reassignment; the
+ * sweep itself is O(records + overlay users) plus a sort of the candidates.
  * Budget pacing (both parts deterministic in event time, so a replay decides alike):
  *   1. the claim's limit grows with the sale: budget x min(1, pace_slack + elapsed /
  *      sale_duration), elapsed from the sale start (configured, or learned per
@@ -184,6 +221,8 @@ static const char *const sku_feats[] = {"view", "cart_add", "purchase", NULL};
 #define UH      (2 * T)
 #define TR_KEEP (2 * TRENDING_VIEWS)
 #define SALE_CH 8
+/* Entries kept in a user's record for the inactive sweep (see p:pre). */
+#define PRE_KEEP 4
 enum { FAM_ACT, FAM_SKU, FAM_JRN };
 /* act and sku first: tools/features.c reads them by index. */
 static const fls_family_t families[] = {
@@ -210,6 +249,8 @@ struct pending {
         int claim;       /* index in this round's claims, -1 */
         int claim_state; /* 0 not asked, 1 granted, -1 refused */
         int cap_counted; /* Redis has the user in capped_users already */
+        int r_pre;       /* read of p:pre (the inactive sweep may trigger), -1 */
+        int sweep;       /* this event triggers the partition's inactive sweep */
 };
 
 /* An event whose contribution a read may hold: from the batch or the journal. */
@@ -237,6 +278,13 @@ struct uent {
         uint32_t sess;
 };
 
+/* An entry of a user's record for the inactive sweep (see p:pre). */
+struct pent {
+        int64_t off, act_ts; /* act_ts: the user's last action after the event, -1 */
+        int score;           /* participation x 1e4; -1: active after the sale start */
+        int rem;             /* reminded after the event */
+};
+
 /* Overlay entry: an entity's snapshot state, advanced event by event in a poll. */
 struct ov {
         int32_t partition;
@@ -257,6 +305,13 @@ struct ov {
         int64_t s_act_ts; /* the same at the start of the batch, for claim rounds */
         int s_rem, s_capped, s_ncamp;
         uint32_t s_camps[MAX_CAMP];
+        /* 'u', the inactive sweep: the record (entries before the poll's first
+         * event of the user, then the poll's), the batch that last changed it, and
+         * the sweep's reminder (trigger offset and time, -1) as of the policy */
+        struct pent pre[PRE_KEEP];
+        int npre;
+        uint64_t pre_touch, sweep_seen;
+        int64_t sw_off, sw_ts, s_sw_off, s_sw_ts;
         /* 'k' */
         struct trv *tr;
         size_t ntr, tr_cap;
@@ -266,6 +321,24 @@ struct ov {
                 int64_t off, sale;
         } sch[SALE_CH]; /* its last changes, oldest first */
         int nsch;
+        int64_t sweep; /* offset of the event that triggered the inactive sweep, -1 */
+};
+
+/* What update() knows of a partition to decide whether a batch may trigger the
+ * inactive sweep (and so must read p:pre): a lower bound of its sale start and the
+ * sweep mark, from the replies of earlier batches of this process; cold after a start
+ * or a gap in offsets. Never decides anything itself. */
+struct pcache {
+        int32_t partition;
+        int warm;
+        int64_t next_off, sale_lo, swept;
+};
+
+/* A candidate of the inactive sweep. */
+struct cand {
+        const char *user; /* NUL-terminated: a reply field or the poll's text */
+        int score;
+        int ov; /* overlay entry, -1 */
 };
 
 /* A deferred write made by a batch's decisions (snapshots and decision state). */
@@ -282,6 +355,16 @@ typedef struct {
         double min_intent, max_intent, coupon_value, conv_ref, rem_min, reco_min,
             reco_trend, pace_slack;
         int64_t no_buy_ms, budget_c, cap_ms, sale_start, sale_ms;
+        int64_t inactive_ms, inactive_max;
+        int inactive_min; /* x 1e4, as record scores */
+        struct pcache *pc;
+        size_t npc, pc_cap;
+        const fls_hash_t *pre_reply; /* p:pre as the batch read it, NULL */
+        struct cand *cand;
+        size_t ncand, cand_cap;
+        fls_click_rem_t *rems;
+        size_t nrem, rem_cap;
+        uint64_t sweep_gen;
         const fls_store_t *store;
         fls_model_t *intent, *part;
         char intent_path[512], part_path[512];
@@ -361,6 +444,16 @@ static const fls_conf_def_t conf[] = {
      "Lowest trend (last minute / mean minute of 10) of a recommended SKU.", "consume"},
     {"clickstream.cap_s", FLS_CONF_INT, "600", 0, 86400,
      "At most one action per user in this many seconds of event time.", "consume"},
+    {"clickstream.inactive_after_s", FLS_CONF_INT, "300", 0, 31536000,
+     "Event-time seconds after the sale start at which each partition reminds, once, "
+     "the likely participants active before the sale who have not come back.",
+     "consume"},
+    {"clickstream.inactive_min_participation", FLS_CONF_DBL, "0.5", 0, 1,
+     "Lowest participation score (at the user's last event) for that reminder.",
+     "consume"},
+    {"clickstream.inactive_max_reminders", FLS_CONF_INT, "1000", 0, 1000000,
+     "Most reminders of that sweep per partition (the best scores); 0: no sweep.",
+     "consume"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -389,6 +482,9 @@ static void destroy(void *app)
         free(c->wout);
         free(c->wtext);
         free(c->sbuf);
+        free(c->pc);
+        free(c->cand);
+        free(c->rems);
         for (size_t i = 0; i < c->nfblk; i++)
                 free(c->fblk[i]);
         free(c->fblk);
@@ -484,6 +580,10 @@ static int init(void **appp, const fls_app_env_t *env, char *errstr, size_t errs
         c->reco_min = fls_conf_dbl(cf, "clickstream.reco_min_participation");
         c->reco_trend = fls_conf_dbl(cf, "clickstream.reco_min_trend");
         c->cap_ms = fls_conf_int(cf, "clickstream.cap_s") * 1000;
+        c->inactive_ms = fls_conf_int(cf, "clickstream.inactive_after_s") * 1000;
+        c->inactive_min = (int)llround(
+            fls_conf_dbl(cf, "clickstream.inactive_min_participation") * 1e4);
+        c->inactive_max = fls_conf_int(cf, "clickstream.inactive_max_reminders");
         c->store = env->store;
         rows = (size_t)fls_conf_int(cf, "batch.max_messages");
         if (rows > JOURNAL_CAP) {
@@ -648,6 +748,17 @@ static const char *field_keep(clickstream_t *c, char prefix, const char *str, si
         return f;
 }
 
+/* The partition's cache entry (allocates only for a partition not seen before). */
+static struct pcache *pcache_get(clickstream_t *c, int32_t partition)
+{
+        for (size_t i = 0; i < c->npc; i++)
+                if (c->pc[i].partition == partition)
+                        return &c->pc[i];
+        c->pc = grow(c->pc, &c->pc_cap, c->npc + 1, sizeof(*c->pc));
+        c->pc[c->npc] = (struct pcache){partition, 0, -1, -1, -1};
+        return &c->pc[c->npc++];
+}
+
 static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t *ev)
 {
         clickstream_t *c = app;
@@ -700,7 +811,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->camp_len = cplen;
         p->cat = keep(c, cat, clen);
         p->cat_len = type == VIEW ? clen : 0;
-        p->r_sku = p->r_cat = p->r_jrn = -1;
+        p->r_sku = p->r_cat = p->r_jrn = p->r_pre = -1;
 
         n = snprintf(ent, sizeof(ent), "u:%.*s", (int)ulen, user);
         u = fls_batch_entity(b, ent, (size_t)n);
@@ -757,6 +868,25 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->r_allring = fls_batch_read(b, pa, FAM_SKU);
         if (ev->replay)
                 p->r_jrn = fls_batch_read(b, pa, FAM_JRN);
+        if (c->inactive_max > 0) {
+                /* Can this event trigger the inactive sweep? Then the batch reads the
+                 * records (one read, shared by the batch's events). A superset: the
+                 * cache's sale start is a lower bound of the one as of the event. */
+                struct pcache *pc = pcache_get(c, ev->partition);
+                int64_t sale;
+                if (ev->offset != pc->next_off)
+                        pc->warm = 0;
+                pc->next_off = ev->offset + 1;
+                if (p->in_sale && (pc->sale_lo < 0 || ev->ts < pc->sale_lo))
+                        pc->sale_lo = ev->ts;
+                sale = c->sale_start > 0 ? c->sale_start : pc->sale_lo;
+                /* The sweep's offset is a function of the partition's input: past
+                 * it, nothing can trigger, however cold the cache. */
+                if ((pc->swept < 0 || ev->offset <= pc->swept) &&
+                    ((!pc->warm && c->sale_start <= 0) ||
+                     (sale >= 0 && ev->ts >= sale + c->inactive_ms)))
+                        p->r_pre = fls_batch_read(b, fls_batch_entity(b, "p:pre", 5), -1);
+        }
 
         if (type == VIEW && clen) {
                 int k;
@@ -859,10 +989,79 @@ static int ov_get(clickstream_t *c, int32_t partition, char kind, size_t key, si
         o->key_len = len;
         o->h = h;
         o->last_ts = o->last_buy = o->sess_start = o->act_ts = o->sale = -1;
+        o->sw_off = o->sw_ts = o->s_sw_off = o->s_sw_ts = o->sweep = -1;
         o->touch = (uint64_t)-1;
         c->ovix[i] = (int)c->nov;
         *fresh = 1;
         return (int)c->nov++;
+}
+
+/* The overlay entry of an entity if the poll has one, else -1 (s: any string). */
+static int ov_find(const clickstream_t *c, int32_t partition, char kind, const char *s,
+                   size_t len)
+{
+        uint64_t h = hash_str(partition, kind, s, len);
+        if (c->ovix_cap == 0)
+                return -1;
+        for (size_t i = h & (c->ovix_cap - 1); c->ovix[i] >= 0;
+             i = (i + 1) & (c->ovix_cap - 1)) {
+                const struct ov *o = &c->ov[c->ovix[i]];
+                if (o->h == h && o->partition == partition && o->kind == kind &&
+                    o->key_len == len && memcmp(c->text + o->key, s, len) == 0)
+                        return c->ovix[i];
+        }
+        return -1;
+}
+
+/* Parses a record of the inactive sweep, "1 (off score act_ts rem)*" (see p:pre), into
+ * e[PRE_KEEP]; returns the entries read (a malformed tail is left out). */
+static int parse_pre(const char *s, struct pent *e)
+{
+        int n = 0, pos = 0, sc, rem;
+        long long of, at;
+        if (!s || strncmp(s, "1", 1) != 0)
+                return 0;
+        s += 1;
+        while (n < PRE_KEEP &&
+               sscanf(s, " %lld %d %lld %d%n", &of, &sc, &at, &rem, &pos) == 4) {
+                e[n++] = (struct pent){of, at, sc, rem};
+                s += pos;
+        }
+        return n;
+}
+
+/* The record's entry that tells the user's state as of offset o (the user's last
+ * event at or before o), or NULL when the user had no event before the sale as of o
+ * or came back since its start (an entry with score -1 at or before o). */
+static const struct pent *pre_asof(const struct pent *e, int n, int64_t o)
+{
+        const struct pent *last = NULL;
+        for (int k = 0; k < n; k++) {
+                if (e[k].off > o)
+                        continue;
+                if (e[k].score < 0)
+                        return NULL;
+                last = &e[k];
+        }
+        return last;
+}
+
+/* Loads a user's record and sweep reminder as of offset o (the user's first event of
+ * the poll), leaving out what is at or after o (see load_user). */
+static void load_pre(struct ov *o, const fls_hash_t *uh, int64_t off)
+{
+        struct pent e[PRE_KEEP];
+        int n = parse_pre(fls_hash_get(uh, "pre"), e);
+        const char *ir = fls_hash_get(uh, "irem");
+        long long so, st;
+        o->npre = 0;
+        for (int k = 0; k < n; k++)
+                if (e[k].off < off)
+                        o->pre[o->npre++] = e[k];
+        if (ir && sscanf(ir, "%lld %lld", &so, &st) == 2 && so < off) {
+                o->sw_off = so;
+                o->sw_ts = st;
+        }
 }
 
 /* Loads a user's snapshot as of offset o (the user's first event of the poll): "3 n"
@@ -1326,10 +1525,14 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         /* 3. Snapshots advanced through the poll. */
         p->ov_user = ov_get(c, p->partition, 'u', p->user, p->user_len, &fresh);
         u = &c->ov[p->ov_user];
-        if (fresh)
+        if (fresh) {
                 load_user(u, fls_hash_get(uh, "h"), p->offset);
+                load_pre(u, uh, p->offset);
+        }
         if (u->touch != c->nbatch) {
                 u->touch = c->nbatch;
+                u->s_sw_off = u->sw_off;
+                u->s_sw_ts = u->sw_ts;
                 u->s_act_ts = u->act_ts;
                 u->s_rem = u->rem;
                 u->s_capped = u->capped;
@@ -1393,8 +1596,14 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
          * old pointer first (unsequenced). */
         ipa = ov_get(c, p->partition, 'p', 0, 0, &fresh);
         pa = &c->ov[ipa];
-        if (fresh)
+        if (fresh) {
+                const char *sw = fls_hash_get(all, "sweep");
                 load_sale(pa, fls_hash_get(all, "sale_s"), p->offset);
+                /* The sweep mark as of the event (a mark at or after it was written
+                 * ahead by a stopping runner: the replay sweeps again, alike). */
+                if (sw && -strtoll(sw, NULL, 10) < p->offset)
+                        pa->sweep = -strtoll(sw, NULL, 10);
+        }
         pa->touch = c->nbatch;
         if (p->in_sale && (pa->sale < 0 || p->ts < pa->sale)) {
                 pa->sale = p->ts;
@@ -1405,6 +1614,13 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 pa->sch[pa->nsch++].sale = p->ts;
         }
         f->sale_start = c->sale_start > 0 ? c->sale_start : pa->sale;
+        f->sweep_n = -1;
+        p->sweep = 0;
+        if (c->inactive_max > 0 && pa->sweep < 0 && f->sale_start >= 0 &&
+            p->ts >= f->sale_start + c->inactive_ms) {
+                p->sweep = 1;
+                pa->sweep = p->offset;
+        }
         f->viewed_sale_sku_pre =
             f->pre_views > 0 && f->sale_start >= 0 && p->ts >= f->sale_start;
 
@@ -1444,6 +1660,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
 static void user_writes(clickstream_t *c)
 {
         char ent[300];
+        int pre_ttl = 0; /* a batch is one partition */
         for (size_t i = 0; i < c->nov; i++) {
                 const struct ov *o = &c->ov[i];
                 size_t len;
@@ -1464,6 +1681,25 @@ static void user_writes(clickstream_t *c)
                 snprintf(ent, sizeof(ent), "u:%.*s", (int)o->key_len, c->text + o->key);
                 wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "h", 0, c->sbuf,
                      len);
+                if (o->pre_touch != c->nbatch)
+                        continue;
+                /* The record of the inactive sweep, on the user (read with every
+                 * event) and in p:pre (read by the sweep): "1 (off score act rem)*". */
+                len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "1");
+                for (int k = 0; k < o->npre; k++)
+                        len += (size_t)snprintf(c->sbuf + len, c->sbuf_cap - len,
+                                                " %" PRId64 " %d %" PRId64 " %d",
+                                                o->pre[k].off, o->pre[k].score,
+                                                o->pre[k].act_ts, o->pre[k].rem);
+                wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "pre", 0, c->sbuf,
+                     len);
+                wadd(c, o->partition, "p:pre", 5, FLS_DEFER_SET, c->text + o->key, 0,
+                     c->sbuf, len);
+                if (!pre_ttl) {
+                        wadd(c, o->partition, "p:pre", 5, FLS_DEFER_EXPIRE, "",
+                             c->user_ttl_s, NULL, 0);
+                        pre_ttl = 1;
+                }
         }
 }
 
@@ -1524,7 +1760,11 @@ static void policy(clickstream_t *c, struct pending *p, fls_click_feat_t *f)
 {
         struct ov *u = &c->ov[p->ov_user];
         int64_t last = f->last_action_ts > u->act_ts ? f->last_action_ts : u->act_ts;
-        int cap_ok = last < 0 || p->ts - last >= c->cap_ms;
+        int swept = u->sw_off >= 0 && p->offset > u->sw_off; /* inactive reminder */
+        int cap_ok;
+        if (swept && u->sw_ts > last)
+                last = u->sw_ts;
+        cap_ok = last < 0 || p->ts - last >= c->cap_ms;
         int before_sale = !p->in_sale && (f->sale_start < 0 || p->ts < f->sale_start);
         uint32_t camp = p->camp_len ? fls_isim_sku_id(c->text + p->camp, p->camp_len) : 0;
         double conv = f->part_conv_5m / c->conv_ref;
@@ -1540,7 +1780,7 @@ static void policy(clickstream_t *c, struct pending *p, fls_click_feat_t *f)
                 f->kind = FLS_CLICK_COUPON;
                 f->reason = "cart_hesitant";
         } else if (before_sale && f->participation >= c->rem_min && f->pre_views > 0 &&
-                   !f->reminded && !u->rem) {
+                   !f->reminded && !u->rem && !swept) {
                 f->kind = FLS_CLICK_REMINDER;
                 f->reason = "pre_sale_interest";
         } else if (p->type == VIEW && p->ov_cat >= 0 && f->participation >= c->reco_min &&
@@ -1577,11 +1817,120 @@ static void policy(clickstream_t *c, struct pending *p, fls_click_feat_t *f)
 static void policy_after(clickstream_t *c, const struct pending *p)
 {
         struct ov *u = &c->ov[p->ov_user];
+        const fls_click_feat_t *f = &c->feat[p - c->pend];
         for (int k = u->nh; k-- > 0;)
                 if (u->hist[k].off == p->offset) {
                         u->hist[k].act_ts = u->act_ts;
                         break;
                 }
+        for (int k = u->npre; k-- > 0;)
+                if (u->pre[k].off == p->offset) {
+                        u->pre[k].act_ts = u->act_ts;
+                        u->pre[k].rem = f->reminded || u->rem ||
+                                        (u->sw_off >= 0 && p->offset > u->sw_off);
+                        break;
+                }
+}
+
+/* The records of the inactive sweep after the batch's events (before the policy,
+ * which fills in each entry's decision state): an event before the sale adds an
+ * entry with its participation score; the user's first event after the sale start
+ * adds the closing entry. */
+static void pre_update(clickstream_t *c)
+{
+        for (size_t k = 0; k < c->norder; k++) {
+                const struct pending *p = &c->pend[c->order[k]];
+                const fls_click_feat_t *f = &c->feat[c->order[k]];
+                struct ov *u = &c->ov[p->ov_user];
+                int pre = !p->in_sale && (f->sale_start < 0 || p->ts < f->sale_start);
+                if ((u->npre > 0 && u->pre[u->npre - 1].score < 0) ||
+                    (!pre && u->npre == 0))
+                        continue;
+                if (u->npre == PRE_KEEP)
+                        memmove(u->pre, u->pre + 1, (PRE_KEEP - 1) * sizeof(*u->pre)),
+                            u->npre--;
+                u->pre[u->npre++] = (struct pent){
+                    p->offset, -1, pre ? (int)lroundf(f->participation * 1e4f) : -1, 0};
+                u->pre_touch = c->nbatch;
+        }
+}
+
+static int cmp_cand(const void *x, const void *y)
+{
+        const struct cand *a = x, *b = y;
+        if (a->score != b->score)
+                return a->score > b->score ? -1 : 1;
+        return strcmp(a->user, b->user);
+}
+
+/* Adds the user to the sweep's candidates if, as of the trigger e, their record says
+ * they were active before the sale only, score high enough, were not reminded and
+ * are out of the cap. */
+static void consider(clickstream_t *c, const struct pending *e, const char *user,
+                     const struct pent *ents, int n, int ov)
+{
+        const struct pent *l = pre_asof(ents, n, e->offset);
+        if (!l || l->score < c->inactive_min || l->rem ||
+            (l->act_ts >= 0 && e->ts - l->act_ts < c->cap_ms))
+                return;
+        c->cand = grow(c->cand, &c->cand_cap, c->ncand + 1, sizeof(*c->cand));
+        c->cand[c->ncand++] = (struct cand){user, l->score, ov};
+}
+
+/* The inactive sweep that event e triggers (see the top of the file), at its place
+ * in the policy pass: the users' decision state before e is final in this pass. */
+static void sweep(clickstream_t *c, const struct pending *e, fls_click_feat_t *f)
+{
+        const fls_hash_t *r = c->pre_reply;
+        uint64_t gen = ++c->sweep_gen;
+        char ent[300], val[64];
+        size_t n;
+
+        c->ncand = 0;
+        for (size_t i = 0; r && i < r->n; i++) {
+                const char *user = r->fields[i];
+                int oi = ov_find(c, e->partition, 'u', user, strlen(user));
+                struct pent tmp[PRE_KEEP];
+                if (oi >= 0) {
+                        /* The overlay's record is the same one, advanced by the poll. */
+                        c->ov[oi].sweep_seen = gen;
+                        consider(c, e, c->text + c->ov[oi].key, c->ov[oi].pre,
+                                 c->ov[oi].npre, oi);
+                } else {
+                        consider(c, e, user, tmp, parse_pre(r->values[i], tmp), -1);
+                }
+        }
+        for (size_t i = 0; i < c->nov; i++) {
+                const struct ov *o = &c->ov[i];
+                if (o->kind == 'u' && o->partition == e->partition && o->npre > 0 &&
+                    o->sweep_seen != gen)
+                        consider(c, e, c->text + o->key, o->pre, o->npre, (int)i);
+        }
+        qsort(c->cand, c->ncand, sizeof(*c->cand), cmp_cand);
+        n = c->ncand < (size_t)c->inactive_max ? c->ncand : (size_t)c->inactive_max;
+        c->rems = grow(c->rems, &c->rem_cap, c->nrem + n, sizeof(*c->rems));
+        snprintf(val, sizeof(val), "%" PRId64 " %" PRId64, e->offset, e->ts);
+        for (size_t k = 0; k < n; k++) {
+                const struct cand *a = &c->cand[k];
+                int len = snprintf(ent, sizeof(ent), "u:%s", a->user);
+                c->rems[c->nrem++] = (fls_click_rem_t){e->partition, e->offset, e->ts,
+                                                       a->user, (float)a->score / 1e4f};
+                wadd(c, e->partition, ent, (size_t)len, FLS_DEFER_MAX, "act_ts", e->ts,
+                     NULL, 0);
+                wadd(c, e->partition, ent, (size_t)len, FLS_DEFER_MAX, "rem", -e->offset,
+                     NULL, 0);
+                wadd(c, e->partition, ent, (size_t)len, FLS_DEFER_SET, "irem", 0, val,
+                     strlen(val));
+                wadd(c, e->partition, ent, (size_t)len, FLS_DEFER_EXPIRE, "",
+                     c->user_ttl_s, NULL, 0);
+                if (a->ov >= 0) {
+                        /* The user's later events in the poll see the reminder. */
+                        c->ov[a->ov].sw_off = e->offset;
+                        c->ov[a->ov].sw_ts = e->ts;
+                }
+        }
+        wadd(c, e->partition, "p:all", 5, FLS_DEFER_MAX, "sweep", -e->offset, NULL, 0);
+        f->sweep_n = (int)n;
 }
 
 /* One pass of the policy over the batch from the users' state at its start; then
@@ -1592,6 +1941,8 @@ static void policy_pass(clickstream_t *c)
 
         for (size_t k = 0; k < c->norder; k++) {
                 struct ov *u = &c->ov[c->pend[c->order[k]].ov_user];
+                u->sw_off = u->s_sw_off;
+                u->sw_ts = u->s_sw_ts;
                 u->act_ts = u->s_act_ts;
                 u->rem = u->s_rem;
                 u->capped = u->s_capped;
@@ -1599,10 +1950,13 @@ static void policy_pass(clickstream_t *c)
                 memcpy(u->camps, u->s_camps, sizeof(u->camps));
         }
         c->nwr = c->nwr_snap;
+        c->nrem = 0;
         for (size_t k = 0; k < c->norder; k++) {
                 struct pending *p = &c->pend[c->order[k]];
                 fls_click_feat_t *f = &c->feat[c->order[k]];
                 int n;
+                if (p->sweep)
+                        sweep(c, p, f);
                 policy(c, p, f);
                 policy_after(c, p);
                 n = snprintf(ent, sizeof(ent), "u:%.*s", (int)p->user_len,
@@ -1644,8 +1998,13 @@ int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errs
         c->norder = n;
         c->nwr = c->nwr_snap = 0;
         c->wtext_len = 0;
+        c->nrem = 0;
+        c->pre_reply = NULL;
         if (n == 0)
                 return 0;
+        for (size_t k = 0; k < n && !c->pre_reply; k++)
+                if (c->pend[c->order[k]].r_pre >= 0)
+                        c->pre_reply = fls_batch_reply(b, c->pend[c->order[k]].r_pre);
         /* The overlay lives for the whole poll, not one batch: after a restart a poll
          * holds the replayed batch and the next new one of the same partition, and
          * the replayed batch's deferred writes reach Redis only with the partition's
@@ -1675,7 +2034,24 @@ int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errs
                 f->intent = roundf(c->si[k] * 1e4f) / 1e4f;
                 f->participation = roundf(c->sp[k] * 1e4f) / 1e4f;
         }
+        if (c->inactive_max > 0)
+                pre_update(c); /* no sweep, no records: nothing to pay */
         policy_pass(c);
+        if (c->inactive_max > 0) {
+                /* What the next batches' update() may assume (see struct pcache). */
+                const struct pending *p = &c->pend[c->order[n - 1]];
+                const fls_hash_t *all = fls_batch_reply(b, p->r_all);
+                const char *sn = fls_hash_get(all, "sale_neg"),
+                           *sw = fls_hash_get(all, "sweep");
+                struct pcache *pc = pcache_get(c, p->partition);
+                pc->warm = 1;
+                pc->sale_lo = sn ? -strtoll(sn, NULL, 10) : -1;
+                if (sw)
+                        pc->swept = -strtoll(sw, NULL, 10);
+                for (size_t k = 0; k < n; k++)
+                        if (c->pend[c->order[k]].sweep)
+                                pc->swept = c->pend[c->order[k]].offset;
+        }
         return 0;
 }
 
@@ -1688,6 +2064,13 @@ const fls_click_feat_t *fls_clickstream_feat(void *app, size_t i)
 {
         clickstream_t *c = app;
         return i < c->norder ? &c->feat[c->order[i]] : NULL;
+}
+
+size_t fls_clickstream_reminders(void *app, const fls_click_rem_t **out)
+{
+        clickstream_t *c = app;
+        *out = c->rems;
+        return c->nrem;
 }
 
 size_t fls_clickstream_writes(void *app, const fls_click_write_t **out)
@@ -1740,6 +2123,35 @@ static int send(clickstream_t *c, fls_emit_t *emit, const struct pending *p,
                 return -1;
         }
         return fls_emit_send(emit, user, p->user_len, errstr, errstr_size);
+}
+
+/* A reminder of the inactive sweep: no SKU, no intent score (the sweep scores no
+ * event of the user), the participation of the user's last event before the sale. */
+static int send_rem(clickstream_t *c, fls_emit_t *emit, const fls_click_rem_t *r,
+                    char *errstr, size_t errstr_size)
+{
+        static const char reason[] = "inactive_since_sale";
+        avro_value_t *out = fls_emit_begin(emit);
+        char kind[300], id[512];
+        int *o = c->oidx;
+
+        snprintf(kind, sizeof(kind), "inactive:%s", r->user);
+        fls_emit_id(emit, r->partition, r->offset, kind, id, sizeof(id));
+        if (fls_avro_set_str(out, o[O_ID], id, strlen(id)) ||
+            fls_avro_set_str(out, o[O_USER], r->user, strlen(r->user)) ||
+            fls_avro_set_enum(out, o[O_KIND], FLS_CLICK_REMINDER) ||
+            fls_avro_set_double(out, o[O_VALUE], 0) ||
+            fls_avro_set_str(out, o[O_CAMPAIGN], "", 0) ||
+            fls_avro_set_double(out, o[O_INTENT], 0) ||
+            fls_avro_set_double(out, o[O_PART], r->participation) ||
+            fls_avro_set_str(out, o[O_VERS], c->versions, strlen(c->versions)) ||
+            fls_avro_set_str(out, o[O_REASON], reason, strlen(reason)) ||
+            fls_avro_set_long(out, o[O_TS], r->ts)) {
+                snprintf(errstr, errstr_size, "building MarketingAction: %s",
+                         avro_strerror());
+                return -1;
+        }
+        return fls_emit_send(emit, r->user, strlen(r->user), errstr, errstr_size);
 }
 
 static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
@@ -1814,6 +2226,12 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                         return -1;
                 if (c->m_actions[f->kind])
                         fls_counter_add(c->m_actions[f->kind], 1);
+        }
+        for (size_t k = 0; k < c->nrem; k++) {
+                if (send_rem(c, emit, &c->rems[k], errstr, errstr_size) < 0)
+                        return -1;
+                if (c->m_actions[FLS_CLICK_REMINDER])
+                        fls_counter_add(c->m_actions[FLS_CLICK_REMINDER], 1);
         }
         /* Snapshots and decision state: durable with this batch's "emitted" mark. */
         for (size_t i = 0; i < c->nwr; i++) {

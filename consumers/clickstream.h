@@ -5,7 +5,9 @@
  * per-category features in Redis, batched scoring with the intent LSTM and the
  * participation forest, and a policy that turns the scores into at most one
  * MarketingAction per event (coupon, reminder or recommendation) under frequency caps
- * and a paced, global coupon budget. clickstream.c documents the keys and the rules.
+ * and a paced, global coupon budget, plus one event-time sweep per partition and sale
+ * that reminds likely participants inactive since the sale began. clickstream.c
+ * documents the keys and the rules.
  *
  * Besides the app, the module exposes what tests need to check features and
  * decisions without Kafka: after fls_store_apply, fls_clickstream_prepare computes the
@@ -61,6 +63,9 @@ typedef struct fls_click_feat {
         const char *reason;
         int nreco;
         char reco[FLS_CLICK_MAX_RECO][64];
+        /* The event triggered its partition's "inactive since the sale began" sweep
+         * (see clickstream.c): the reminders it sent; -1: no sweep. */
+        int sweep_n;
 } fls_click_feat_t;
 
 /* Computes features, scores and the policy's choice for the events update() queued
@@ -70,6 +75,17 @@ typedef struct fls_click_feat {
 int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errstr_size);
 size_t fls_clickstream_count(void *app);
 const fls_click_feat_t *fls_clickstream_feat(void *app, size_t i);
+
+/* The reminders of the "inactive since the sale began" sweep that an event of the
+ * prepared batch triggered (at most one sweep per partition and sale), in the order
+ * sent. Valid until the next prepare. */
+typedef struct fls_click_rem {
+        int32_t partition;
+        int64_t offset, ts; /* the triggering event */
+        const char *user;
+        float participation; /* the user's score at their last event before it */
+} fls_click_rem_t;
+size_t fls_clickstream_reminders(void *app, const fls_click_rem_t **out);
 
 /* The deferred writes the prepared batch makes (entity snapshots, decision state),
  * which decide() hands to fls_emit_defer. A test without the runner queues them with

@@ -11,7 +11,12 @@
  *    same values and the same choices;
  *  - hand-built users: the abandoned cart gets a coupon, the browser who never buys
  *    none, the returning buyer no coupon while their purchase is recent and no
- *    recommendation of what they bought.
+ *    recommendation of what they bought;
+ *  - the "inactive since the sale began" sweep: an early browser who goes quiet is
+ *    reminded once, at the first event past sale start + inactive_after_s, and a user
+ *    who came back or was reminded already is not; every batching, crash replay and
+ *    replay over recorded writes makes the same reminders (ids, scores); the
+ *    threshold and the per-sweep cap select by score.
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -64,6 +69,14 @@ typedef struct {
         } * posts;
         fls_click_feat_t *feat; /* per event index */
         int *late;
+        /* reminders of the inactive sweep, every poll's, in the order made */
+        size_t nrem;
+        struct hrem {
+                int32_t partition;
+                int64_t offset, ts;
+                char user[64];
+                float part;
+        } rems[64];
 } h_t;
 
 static fls_tenv_t env;
@@ -249,6 +262,20 @@ static void h_poll(h_t *h, const ev_t *evs, size_t ro_from, size_t ro_to, size_t
                 cr_assert_eq(fls_clickstream_count(h->app), rng[m][1] - rng[m][0]);
                 for (size_t k = 0; k < rng[m][1] - rng[m][0]; k++)
                         h->feat[base + k] = *fls_clickstream_feat(h->app, k);
+                {
+                        const fls_click_rem_t *r;
+                        size_t nr = fls_clickstream_reminders(h->app, &r);
+                        for (size_t k = 0; k < nr; k++) {
+                                struct hrem *q = &h->rems[h->nrem++];
+                                cr_assert_lt(h->nrem, 64);
+                                q->partition = r[k].partition;
+                                q->offset = r[k].offset;
+                                q->ts = r[k].ts;
+                                q->part = r[k].participation;
+                                cr_assert_lt(strlen(r[k].user), sizeof(q->user));
+                                snprintf(q->user, sizeof(q->user), "%s", r[k].user);
+                        }
+                }
                 nw = fls_clickstream_writes(h->app, &w);
                 for (size_t k = 0; k < nw; k++) {
                         struct post *q = &h->posts[h->nposts++];
@@ -698,4 +725,190 @@ Test(clickstream, hand_built_users_get_the_expected_decisions)
         cr_assert_eq(h.feat[20].kind, FLS_CLICK_RECOMMENDATION);
         cr_assert_str_eq(h.feat[20].reco[0], "k8");
         h_close(&h);
+}
+
+/* ---- the inactive sweep ---------------------------------------------------------- */
+
+/* The sale starts at 100 s (the first campaign event, learned); inactive_after_s = 60:
+ * the first event at or past 160 s (#8) triggers the sweep. early and late only
+ * searched before the sale (no pre-sale views: no pre_sale_interest reminder), came
+ * came back at 130 s, told was reminded before the sale (it viewed), late comes back
+ * after the sweep (#11) to a category where k1 trends: the recommendation it would
+ * get is held by the cap (600 s) that the sweep's reminder started. #13, a campaign
+ * event older than the learned start, moves the start back to 95 s: the sweep stays
+ * done. */
+static const ev_t inact_evs[] = {
+    {"early", "e1", SEARCH, "", "shoes", 0, 0, "", S(10)},
+    {"came", "c1", SEARCH, "", "bags", 0, 0, "", S(15)},
+    {"told", "t1", VIEW, "k1", "shoes", 40, 0, "", S(20)},
+    {"late", "l1", SEARCH, "", "shoes", 0, 0, "", S(25)},
+    {"early", "e1", SEARCH, "", "bags", 0, 0, "", S(30)},
+    {"early", "e1", SEARCH, "", "toys", 0, 0, "", S(40)},
+    {"o1", "o1", VIEW, "k1", "shoes", 40, 0, "fs", S(100)},
+    {"came", "c2", VIEW, "k2", "bags", 30, 0, "fs", S(130)},
+    {"o1", "o1", VIEW, "k3", "shoes", 40, 0, "fs", S(165)},
+    {"o2", "o2", VIEW, "k1", "shoes", 40, 0, "fs", S(170)},
+    {"o2", "o2", VIEW, "k1", "shoes", 40, 0, "fs", S(180)},
+    {"late", "l2", VIEW, "k3", "shoes", 40, 0, "fs", S(200)},
+    {"o3", "o3", VIEW, "k2", "bags", 30, 0, "fs", S(230)},
+    {"o4", "o4", VIEW, "k2", "bags", 30, 0, "fs", S(95)},
+    {"o3", "o3", VIEW, "k1", "shoes", 40, 0, "fs", S(260)},
+};
+#define NINACT  (sizeof(inact_evs) / sizeof(inact_evs[0]))
+#define TRIGGER 8
+
+/* The reminders of a run, de-duplicated by (partition, offset, user) as the action
+ * ids are; a repeated one must carry the same record. Returns how many. */
+static size_t unique_rems(const h_t *h, struct hrem *out)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < h->nrem; i++) {
+                const struct hrem *r = &h->rems[i];
+                size_t k;
+                for (k = 0; k < n; k++)
+                        if (out[k].partition == r->partition &&
+                            out[k].offset == r->offset && same(out[k].user, r->user))
+                                break;
+                if (k < n) {
+                        cr_assert(out[k].ts == r->ts &&
+                                      memcmp(&out[k].part, &r->part, sizeof(float)) == 0,
+                                  "a repeated reminder of %s changed", r->user);
+                        continue;
+                }
+                out[n++] = *r;
+        }
+        return n;
+}
+
+static void check_same_rems(const h_t *ref, const h_t *h, const char *what)
+{
+        struct hrem a[64], b[64];
+        size_t na = unique_rems(ref, a), nb = unique_rems(h, b);
+        cr_assert_eq(nb, na, "%s: %zu reminders, reference %zu", what, nb, na);
+        for (size_t i = 0; i < na; i++) {
+                size_t k;
+                for (k = 0; k < nb && !same(a[i].user, b[k].user); k++)
+                        ;
+                cr_assert_lt(k, nb, "%s: %s not reminded", what, a[i].user);
+                cr_assert(a[i].offset == b[k].offset && a[i].ts == b[k].ts &&
+                              memcmp(&a[i].part, &b[k].part, sizeof(float)) == 0,
+                          "%s: the reminder of %s differs", what, a[i].user);
+        }
+}
+
+static void inact_open(h_t *h, const char *thr, const char *max)
+{
+        char t[96], m[96];
+        const char *extra[] = {"clickstream.inactive_after_s=60",
+                               "clickstream.reminder_min_participation=0",
+                               "clickstream.reco_min_participation=0",
+                               "clickstream.reco_min_trend=0",
+                               t,
+                               m,
+                               NULL};
+        snprintf(t, sizeof(t), "clickstream.inactive_min_participation=%s", thr);
+        snprintf(m, sizeof(m), "clickstream.inactive_max_reminders=%s", max);
+        h_open(h, NINACT, extra);
+}
+
+static void watermark_to(h_t *h, size_t upto)
+{
+        for (size_t i = 0; i < upto; i++)
+                if (inact_evs[i].ts > h->watermark)
+                        h->watermark = inact_evs[i].ts;
+}
+
+Test(clickstream, inactive_since_sale_reminded_once_for_any_batching)
+{
+        static const size_t one[] = {NINACT}, odd[] = {2, 5, 8, 9, 11, NINACT};
+        size_t each[NINACT];
+        h_t ref, h;
+        struct hrem u[64];
+        size_t nu;
+        float lo = 2, hi = -1;
+        char thr[32];
+
+        for (size_t i = 0; i < NINACT; i++)
+                each[i] = i + 1;
+
+        inact_open(&ref, "0", "100");
+        run_batches(&ref, inact_evs, one, 1);
+        nu = unique_rems(&ref, u);
+        cr_assert_eq(nu, 2, "%zu reminders, want early and late", nu);
+        cr_assert_eq(ref.nrem, 2, "a reminder sent twice");
+        for (size_t i = 0; i < nu; i++) {
+                cr_assert(same(u[i].user, "early") || same(u[i].user, "late"),
+                          "%s reminded", u[i].user);
+                cr_assert_eq(u[i].offset, TRIGGER);
+                cr_assert_eq(u[i].ts, inact_evs[TRIGGER].ts);
+                lo = u[i].part < lo ? u[i].part : lo;
+                hi = u[i].part > hi ? u[i].part : hi;
+        }
+        cr_assert(!same(u[0].user, u[1].user));
+        for (size_t i = 0; i < NINACT; i++) {
+                cr_assert_eq(ref.feat[i].sweep_n, i == TRIGGER ? 2 : -1,
+                             "event %zu: sweep %d", i, ref.feat[i].sweep_n);
+                /* told had its reminder: the one-reminder rule is what keeps it out */
+                if (same(inact_evs[i].user, "told"))
+                        cr_assert_eq(ref.feat[i].kind, FLS_CLICK_REMINDER);
+                if (i > TRIGGER && same(inact_evs[i].user, "late"))
+                        cr_assert(ref.feat[i].capped &&
+                                      ref.feat[i].kind == FLS_CLICK_NONE,
+                                  "late's return at %zu: kind %d, not capped", i,
+                                  ref.feat[i].kind);
+        }
+
+        inact_open(&h, "0", "100");
+        run_batches(&h, inact_evs, each, NINACT);
+        check_same_rems(&ref, &h, "batches of one");
+        check_same(ref.feat, h.feat, NINACT, "batches of one");
+        h_close(&h);
+
+        inact_open(&h, "0", "100");
+        run_batches(&h, inact_evs, odd, sizeof(odd) / sizeof(odd[0]));
+        check_same_rems(&ref, &h, "uneven batches");
+        check_same(ref.feat, h.feat, NINACT, "uneven batches");
+        h_close(&h);
+
+        /* A crash after 4..11 were decided (the sweep among them), before their
+         * deferred writes reached Redis: replayed read-only with the next new batch. */
+        inact_open(&h, "0", "100");
+        h_poll(&h, inact_evs, 0, 0, 0, 4);
+        h_poll(&h, inact_evs, 0, 0, 4, 12);
+        h_restart(&h);
+        h.emitted = 3;
+        watermark_to(&h, 12);
+        h_poll(&h, inact_evs, 4, 12, 12, NINACT);
+        check_same_rems(&ref, &h, "crash replay");
+        check_same(ref.feat, h.feat, NINACT, "crash replay");
+        h_close(&h);
+
+        /* A stop that recorded 4..11's writes (records, marks, the sweep's) with the
+         * old mark: the replay runs over state written ahead of it, in two polls. */
+        inact_open(&h, "0", "100");
+        h_poll(&h, inact_evs, 0, 0, 0, 4);
+        h_poll(&h, inact_evs, 0, 0, 4, 12);
+        h_stop_records(&h, 3);
+        h_restart(&h);
+        h.emitted = 3;
+        h_poll(&h, inact_evs, 4, 9, 0, 0);
+        watermark_to(&h, 12);
+        h_poll(&h, inact_evs, 9, 12, 12, NINACT);
+        check_same_rems(&ref, &h, "replay over recorded writes");
+        check_same(ref.feat, h.feat, NINACT, "replay over recorded writes");
+        h_close(&h);
+
+        /* The threshold and the cap select by score (the model's scores of the two
+         * differ: their histories do). */
+        cr_assert(lo < hi, "early and late scored alike (%.4f): the check needs two", lo);
+        snprintf(thr, sizeof(thr), "%.4f", hi);
+        for (int k = 0; k < 2; k++) {
+                inact_open(&h, k ? "0" : thr, k ? "1" : "100");
+                run_batches(&h, inact_evs, odd, sizeof(odd) / sizeof(odd[0]));
+                cr_assert_eq(h.nrem, 1, "%s: %zu reminders", k ? "cap" : "threshold",
+                             h.nrem);
+                cr_assert_eq(h.rems[0].part, hi);
+                h_close(&h);
+        }
+        h_close(&ref);
 }

@@ -8,7 +8,11 @@
  *  - a full replay of the topic from scratch (partition state dropped, budget kept, new
  *    group) produces exactly the same set of action ids and spends nothing more;
  *  - the frequency cap holds across restarts: no user gets two actions closer than
- *    clickstream.cap_s in event time, and no user two coupons of the campaign.
+ *    clickstream.cap_s in event time, and no user two coupons of the campaign;
+ *  - the "inactive since the sale began" sweep (inactive_after_s = 1: with 2000 users
+ *    a few hundred users active before the sale have no event in its first second)
+ *    sends reminders, at most one reminder of any kind per user, under the same
+ *    kills, replays and caps.
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -72,6 +76,7 @@ static const char *const common[] = {
     "--clickstream.sale_duration_s=30",
     "--clickstream.coupon_min_intent=0.05",
     "--clickstream.cap_s=15",
+    "--clickstream.inactive_after_s=1",
     "--batch.max_messages=300",
     "--batch.max_ms=20",
     "--kafka.session.timeout.ms=6000",
@@ -289,17 +294,18 @@ static int cmp_action(const void *x, const void *y)
         return c ? c : (a->ts > b->ts) - (a->ts < b->ts);
 }
 
-/* No user has two actions within 15 s (the cap set above) or two coupons. */
+/* No user has two actions within 15 s (the cap set above), two coupons or two
+ * reminders. */
 static void check_caps(actions_t *as)
 {
-        int coupons = 0;
+        int coupons = 0, reminders = 0;
         qsort(as->a, as->n, sizeof(*as->a), cmp_action);
         for (size_t i = 0; i < as->n; i++) {
-                coupons =
-                    (i > 0 && strcmp(as->a[i].user, as->a[i - 1].user) == 0 ? coupons
-                                                                            : 0) +
-                    (as->a[i].kind == 0);
+                int same_user = i > 0 && strcmp(as->a[i].user, as->a[i - 1].user) == 0;
+                coupons = (same_user ? coupons : 0) + (as->a[i].kind == 0);
+                reminders = (same_user ? reminders : 0) + (as->a[i].kind == 1);
                 cr_assert_leq(coupons, 1, "user %s: two coupons", as->a[i].user);
+                cr_assert_leq(reminders, 1, "user %s: two reminders", as->a[i].user);
         }
         for (size_t i = 1; i < as->n; i++) {
                 if (strcmp(as->a[i].user, as->a[i - 1].user))
@@ -316,7 +322,7 @@ Test(it_clickstream, budget_caps_and_ids_with_two_instances_kills_and_replay)
         pid_t a, b;
         actions_t first, second;
         int64_t high1[NPART], high2[NPART], used1, used2;
-        long coupons = 0, kinds[3] = {0};
+        long coupons = 0, kinds[3] = {0}, inactive = 0;
         double spent = 0;
 
         simulate();
@@ -345,6 +351,7 @@ Test(it_clickstream, budget_caps_and_ids_with_two_instances_kills_and_replay)
         cr_assert_eq(first.dup_mismatch, 0, "a replayed action id changed its record");
         for (size_t i = 0; i < first.n; i++) {
                 kinds[first.a[i].kind]++;
+                inactive += strstr(first.a[i].id, "/inactive:") != NULL;
                 if (first.a[i].kind == 0) {
                         coupons++;
                         spent += first.a[i].value;
@@ -358,6 +365,8 @@ Test(it_clickstream, budget_caps_and_ids_with_two_instances_kills_and_replay)
                     first.n, kinds[0], kinds[1], kinds[2], first.dups, used1);
         cr_assert_gt(coupons, 0, "no coupon at all: the test proves nothing");
         cr_assert_gt(kinds[2], 0, "no recommendation at all");
+        cr_log_info("inactive since the sale: %ld reminders", inactive);
+        cr_assert_gt(inactive, 0, "no inactive-since-sale reminder at all");
         cr_assert_leq(used1, 6000, "budget exceeded: %" PRId64 " cents", used1);
         cr_assert_eq(used1, (int64_t)(spent * 100 + 0.5),
                      "budget counter %" PRId64 " != coupons sent %.2f", used1, spent);

@@ -2,6 +2,13 @@
  * judge_clickstream: reads marketing-actions from the beginning up to each partition's
  * high watermark, decodes each record with the registry schema and scores the actions
  * against the simulator's truth. Files, Kafka and Redis are read, nothing is written.
+ *
+ * The "inactive since the sale began" reminders are judged on the simulator's events
+ * (it has no latent participation: users start sessions at random): the share sent to
+ * users who truly were active before the sale and not since its start up to the
+ * reminder's event time, and the share of them who then buy (the participation
+ * model's label), against the same share among the users in that situation at the
+ * median reminder time who got no such reminder.
  */
 #include "judge_clickstream.h"
 
@@ -81,6 +88,95 @@ static int partitions(rd_kafka_t *rk, const char *topic)
         return n;
 }
 
+/* What the inactive reminders are judged with: per user, whether they had an event
+ * before the sale, their first event from its start and their last purchase. */
+typedef struct {
+        size_t n, cap;
+        uint32_t *user; /* index, UINT32_MAX: not a simulated user */
+        int64_t *ts;
+} rems_t;
+
+static int rems_add(rems_t *r, uint32_t user, int64_t ts)
+{
+        if (r->n == r->cap) {
+                size_t cap = r->cap ? r->cap * 2 : 1024;
+                uint32_t *u = realloc(r->user, cap * sizeof(*u));
+                int64_t *t;
+                if (!u)
+                        return -1;
+                r->user = u;
+                if (!(t = realloc(r->ts, cap * sizeof(*t))))
+                        return -1;
+                r->ts = t;
+                r->cap = cap;
+        }
+        r->user[r->n] = user;
+        r->ts[r->n++] = ts;
+        return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+        return (x > y) - (x < y);
+}
+
+/* Fills out[4]: truly inactive share, bought-after share of the reminded users, the
+ * baseline's bought-after share, and the baseline's users. -1 when out of memory. */
+static int judge_inactive(const fls_sim_t *sim, const rems_t *r, double *out)
+{
+        size_t nu = sim->nusers, truly = 0, bought = 0, base = 0, base_bought = 0;
+        int64_t *first = malloc(nu * sizeof(*first)), *buy = malloc(nu * sizeof(*buy));
+        int64_t *ts = malloc((r->n + 1) * sizeof(*ts)), t_ref;
+        char *pre = calloc(nu + 1, 1), *got = calloc(nu + 1, 1);
+        int rc = -1;
+
+        if (!first || !buy || !ts || !pre || !got)
+                goto done;
+        for (size_t u = 0; u < nu; u++)
+                first[u] = buy[u] = -1;
+        for (size_t i = 0; i < sim->n; i++) {
+                const fls_sim_ev_t *e = &sim->ev[i];
+                if (e->user >= nu)
+                        continue;
+                if (e->ts < sim->sale_start_ts)
+                        pre[e->user] = 1;
+                else if (first[e->user] < 0 || e->ts < first[e->user])
+                        first[e->user] = e->ts;
+                if (e->type == 5 && e->ts > buy[e->user])
+                        buy[e->user] = e->ts;
+        }
+        for (size_t i = 0; i < r->n; i++) {
+                uint32_t u = r->user[i];
+                ts[i] = r->ts[i];
+                if (u >= nu)
+                        continue;
+                got[u] = 1;
+                truly += pre[u] && (first[u] < 0 || first[u] >= r->ts[i]);
+                bought += buy[u] >= r->ts[i];
+        }
+        qsort(ts, r->n, sizeof(*ts), cmp_i64);
+        t_ref = r->n ? ts[r->n / 2] : sim->sale_start_ts;
+        for (size_t u = 0; u < nu; u++) {
+                if (!pre[u] || got[u] || (first[u] >= 0 && first[u] < t_ref))
+                        continue;
+                base++;
+                base_bought += buy[u] >= t_ref;
+        }
+        out[0] = r->n ? (double)truly / (double)r->n : 0;
+        out[1] = r->n ? (double)bought / (double)r->n : 0;
+        out[2] = base ? (double)base_bought / (double)base : 0;
+        out[3] = (double)base;
+        rc = 0;
+done:
+        free(first);
+        free(buy);
+        free(ts);
+        free(pre);
+        free(got);
+        return rc;
+}
+
 /* Sum of the capped_users counters of the input partitions; -1 if Redis fails. */
 static long capped_users(fls_conf_t *conf, const char *topic, int nparts)
 {
@@ -119,7 +215,9 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
         rd_kafka_t *rk = NULL;
         rd_kafka_topic_partition_list_t *l = NULL;
         idset_t ids = {0};
-        int nparts, nin, i_id, i_user, i_kind, i_value, i_ts, rc = 1;
+        rems_t inact = {0};
+        double inact_j[4] = {0};
+        int nparts, nin, i_id, i_user, i_kind, i_value, i_ts, i_reason, rc = 1;
         int64_t *high = NULL, *pos = NULL, first_ms = -1, last_ms = -1;
         long kinds[3] = {0}, coupons_band[4] = {0}, dups = 0, capped;
         double spent[NPHASE] = {0}, total = 0, sale_len, aps;
@@ -149,6 +247,7 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
         i_kind = fls_codec_field(codec, "kind");
         i_value = fls_codec_field(codec, "coupon_value");
         i_ts = fls_codec_field(codec, "event_ts");
+        i_reason = fls_codec_field(codec, "reason");
         nparts = partitions(rk, out_topic);
         nin = partitions(rk, in_topic);
         if (nparts <= 0 || nin <= 0) {
@@ -222,6 +321,23 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
                 kind = fls_avro_enum(v, i_kind);
                 if (kind >= 0 && kind < 3)
                         kinds[kind]++;
+                if (kind == 1) {
+                        size_t rlen;
+                        const char *reason = fls_avro_str(v, i_reason, &rlen);
+                        unsigned long u;
+                        user = fls_avro_str(v, i_user, &ulen);
+                        u = ulen > 1 && user[0] == 'u' ? strtoul(user + 1, NULL, 10) : 0;
+                        if (rlen == 19 &&
+                            memcmp(reason, "inactive_since_sale", 19) == 0 &&
+                            rems_add(&inact,
+                                     u >= 1 && u <= sim->nusers ? (uint32_t)(u - 1)
+                                                                : UINT32_MAX,
+                                     fls_avro_long(v, i_ts)) < 0) {
+                                fprintf(stderr, "judge clickstream: out of memory\n");
+                                rd_kafka_message_destroy(m);
+                                goto done;
+                        }
+                }
                 if (kind == 0) {
                         double val = fls_avro_double(v, i_value);
                         int64_t ts = fls_avro_long(v, i_ts);
@@ -249,6 +365,10 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
                 rd_kafka_message_destroy(m);
         }
         capped = capped_users(conf, in_topic, nin);
+        if (judge_inactive(sim, &inact, inact_j) < 0) {
+                fprintf(stderr, "judge clickstream: out of memory\n");
+                goto done;
+        }
         aps = last_ms > first_ms ? (double)ids.n / ((double)(last_ms - first_ms) / 1000.0)
                                  : (double)ids.n;
         {
@@ -265,7 +385,13 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
                 for (int p = 0; p < NPHASE; p++)
                         printf("%s\"%s\":%.4f", p ? "," : "", phase_names[p],
                                budget > 0 ? spent[p] / budget : 0);
-                printf("},\"users_capped\":%ld,\"actions_per_s\":%.1f}\n", capped, aps);
+                printf("},\"users_capped\":%ld,\"actions_per_s\":%.1f,"
+                       "\"inactive_reminders\":%zu,\"inactive_truly_inactive\":%.4f,"
+                       "\"inactive_bought_after\":%.4f,"
+                       "\"inactive_baseline_bought_after\":%.4f,"
+                       "\"inactive_baseline_users\":%.0f}\n",
+                       capped, aps, inact.n, inact_j[0], inact_j[1], inact_j[2],
+                       inact_j[3]);
                 printf("\n%-16s %10s\n", "phase", "budget %");
                 for (int p = 0; p < NPHASE; p++)
                         printf("%-16s %9.1f%%\n", phase_names[p],
@@ -273,6 +399,11 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
                 printf("%-16s %10ld\n%-16s %9.1f%%\n%-16s %10ld\n%-16s %10.1f\n",
                        "coupons", nc, "precision", 100 * prec, "users capped", capped,
                        "actions/s", aps);
+                printf("inactive reminders %zu: %.1f%% truly inactive, %.1f%% bought "
+                       "after (not reminded, inactive at the median time: %.1f%% of "
+                       "%.0f)\n",
+                       inact.n, 100 * inact_j[0], 100 * inact_j[1], 100 * inact_j[2],
+                       inact_j[3]);
         }
         rc = 0;
 done:
@@ -285,6 +416,8 @@ done:
         free(high);
         free(pos);
         idset_free(&ids);
+        free(inact.user);
+        free(inact.ts);
         fls_codec_destroy(codec);
         fls_sim_destroy(sim);
         return rc;
