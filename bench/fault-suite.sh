@@ -366,7 +366,7 @@ done
 # Features: (key, field) pairs whose value differs or exists on one side only. Fields
 # that decisions write (fls_emit_defer: a user's last action, coupon and reminder
 # marks, caps, signal state, delivery feedback) are reported on their own line.
-DEFER_RE='^(act_ts|cpn:.*|rem|capped|capped_users|sig_kind|sig_level|sig_qty|peak_r5m|dlv#[0-9]+|dlv_ms@[0-9]+|dlv_n@[0-9]+)$'
+DEFER_RE='^(act_ts|cpn:.*|rem|capped|capped_users|sig_kind|sig_level|sig_qty|peak_r5m|dlv#[0-9]+|dlv_ms@[0-9]+|dlv_n@[0-9]+|kind|pre|irem)$'
 LC_ALL=C join -t $'\t' -a1 -a2 -e '<absent>' -o 0,1.2,2.2 \
         <(awk -F'\t' '{ print $1 "|" $2 "\t" $3 }' "$C/clean.state" | LC_ALL=C sort -t $'\t' -k1,1) \
         <(awk -F'\t' '{ print $1 "|" $2 "\t" $3 }' "$C/fault.state" | LC_ALL=C sort -t $'\t' -k1,1) |
@@ -378,11 +378,17 @@ feat_fields=$(wc -l <"$C/clean.state")
 # so its signal state and the sampled peak rate depend on where batches end, which
 # differs between the passes. Not promised equal to the clean pass; checked below
 # against the pass's own signals instead. Everything else is.
+# Likewise a shipment's decided kind (sh:<id> kind): express and priority capacity is
+# one counter per region and hour shared by all partitions, so which shipment gets it
+# depends on the order partitions claim in, which differs between the passes; checked
+# against the pass's own dispatch decisions instead.
 PERBATCH_KEY_RE='^fs:\{orders\.[0-9]+\}:sw:[^:]*:[^:]*$'
 PERBATCH_RE='^(sig_kind|sig_level|sig_qty|peak_r5m)$'
+SHIP_KEY_RE='^fs:\{shipments\.[0-9]+\}:sh:'
+perbatch='function pb(k, f) { return (k ~ kre && f ~ pre) || (k ~ sre && f == "kind") }'
 diff_feat=$(awk -F'\t' -v re="$DEFER_RE" '{ split($1, kf, "|"); if (kf[2] !~ re) n++ } END { print n + 0 }' "$C/state.diff")
-diff_defer=$(awk -F'\t' -v re="$DEFER_RE" -v kre="$PERBATCH_KEY_RE" -v pre="$PERBATCH_RE" '{ split($1, kf, "|"); if (kf[2] ~ re && !(kf[1] ~ kre && kf[2] ~ pre)) n++ } END { print n + 0 }' "$C/state.diff")
-diff_perbatch=$(awk -F'\t' -v kre="$PERBATCH_KEY_RE" -v pre="$PERBATCH_RE" '{ split($1, kf, "|"); if (kf[1] ~ kre && kf[2] ~ pre) n++ } END { print n + 0 }' "$C/state.diff")
+diff_defer=$(awk -F'\t' -v re="$DEFER_RE" -v kre="$PERBATCH_KEY_RE" -v pre="$PERBATCH_RE" -v sre="$SHIP_KEY_RE" "$perbatch"'{ split($1, kf, "|"); if (kf[2] ~ re && !pb(kf[1], kf[2])) n++ } END { print n + 0 }' "$C/state.diff")
+diff_perbatch=$(awk -F'\t' -v kre="$PERBATCH_KEY_RE" -v pre="$PERBATCH_RE" -v sre="$SHIP_KEY_RE" "$perbatch"'{ split($1, kf, "|"); if (pb(kf[1], kf[2])) n++ } END { print n + 0 }' "$C/state.diff")
 # What per-batch signals do promise (README, Delivery guarantees): every signal
 # decodes, duplicates are identical (checked with the other outputs), and the signal
 # state a pass leaves in Redis is the one its own last signal per sku:warehouse says
@@ -419,6 +425,31 @@ signal_state "$C/fault.restock-signals" "$C/fault.state" >"$C/fault.signal-state
 sig_bad_clean=$(wc -l <"$C/clean.signal-state")
 sig_bad_fault=$(wc -l <"$C/fault.signal-state")
 sig_keys=$(awk -F'\t' -v kre="$PERBATCH_KEY_RE" '$1 ~ kre && $2 == "sig_kind"' "$C/fault.state" | wc -l)
+# A shipment's kind in Redis is the highest kind among the pass's own decisions for it
+# (STANDARD 0, EXPRESS 1, PRIORITY 2); prints the shipments that disagree.
+ship_kind_state() { # DECISIONS STATE
+        awk -F'\t' -v sre="$SHIP_KEY_RE" '
+        FILENAME == ARGV[1] {
+                if ($1 ~ /^\?/) next
+                if (!match($5, /"shipment_id": *"[^"]*"/)) next
+                sh = substr($5, RSTART, RLENGTH); sub(/^"shipment_id": *"/, "", sh); sub(/"$/, "", sh)
+                k = 2
+                if ($5 ~ /"decision": *"STANDARD"/) k = 0
+                else if ($5 ~ /"decision": *"EXPRESS"/) k = 1
+                if (!(sh in want) || k > want[sh]) want[sh] = k
+                next
+        }
+        $1 ~ sre && $2 == "kind" { s = $1; sub(/.*:sh:/, "", s); have[s] = $3 }
+        END {
+                for (s in want) if (!(s in have) || have[s] != want[s]) print s "\tstate " (s in have ? have[s] : "none") "\tdecisions " want[s]
+                for (s in have) if (!(s in want)) print s "\tstate " have[s] "\tno decision"
+        }' "$1" "$2"
+}
+ship_kind_state "$C/clean.dispatch-decisions" "$C/clean.state" >"$C/clean.ship-kind"
+ship_kind_state "$C/fault.dispatch-decisions" "$C/fault.state" >"$C/fault.ship-kind"
+kind_bad_clean=$(wc -l <"$C/clean.ship-kind")
+kind_bad_fault=$(wc -l <"$C/fault.ship-kind")
+kind_keys=$(awk -F'\t' -v sre="$SHIP_KEY_RE" '$1 ~ sre && $2 == "kind"' "$C/fault.state" | wc -l)
 
 # Lifetime counters. Units sold and stock: per sku:warehouse, against the events
 # (PLACED quantities) and against the clean pass.
@@ -515,8 +546,9 @@ verdict() { # NAME VALUE OK(0/1)
         row "partition keys / fields compared" "$feat_keys / $feat_fields" ""
         verdict "feature fields differing from clean pass" "$diff_feat" "$([ "$diff_feat" = 0 ] && echo 1)"
         verdict "decision-state fields differing from clean" "$diff_defer" "$([ "$diff_defer" = 0 ] && echo 1)"
-        row "  orders per-batch signal state, differing (info)" "$diff_perbatch" ""
+        row "  per-batch signal state, shipment kind, differing (info)" "$diff_perbatch" ""
         verdict "  signal state unlike own last signal: clean/fault" "$sig_bad_clean/$sig_bad_fault of $sig_keys" "$([ "$sig_bad_clean" = 0 ] && [ "$sig_bad_fault" = 0 ] && echo 1)"
+        verdict "  shipment kind unlike own decisions: clean/fault" "$kind_bad_clean/$kind_bad_fault of $kind_keys" "$([ "$kind_bad_clean" = 0 ] && [ "$kind_bad_fault" = 0 ] && echo 1)"
         verdict "units sold: events / clean / fault" "$units_csv/$units_clean/$units_fault" "$([ "$units_csv" = "$units_fault" ] && [ "$units_clean" = "$units_fault" ] && echo 1)"
         verdict "stock on hand: clean / fault" "$stock_clean/$stock_fault" "$([ "$stock_clean" = "$stock_fault" ] && echo 1)"
         verdict "stock keys unlike the events: clean / fault" "$stock_bad_clean/$stock_bad_fault of $stock_keys" "$([ "$stock_bad_clean" = 0 ] && [ "$stock_bad_fault" = 0 ] && echo 1)"
