@@ -722,6 +722,139 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
         return q;
 }
 
+/* ---- snapshot text ------------------------------------------------------------
+ * The snapshots, journal entries and keys are written and read back every batch
+ * (~2 kB per user touched, ~10 kB per category viewed). Through snprintf/sscanf
+ * that was about a third of the consumer's CPU (format-string parsing, locale,
+ * positional arguments), so integers go through these two instead. The text is
+ * the same: decimal, '-' for negatives, one space between fields. */
+
+/* At most 20 bytes for an int64_t ("-9223372036854775808"). */
+#define I64_MAX_LEN 20
+
+/* "00".."99": two digits per division, half the divisions of a digit loop (the
+ * snapshots are ~320 numbers per user touched, most of them 13-digit times). */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
+/* Writes v in decimal at p (no NUL); returns the end. Counts the digits first and
+ * writes them in place (a copy from a scratch buffer was a libc memmove call per
+ * number). */
+static char *put_i64(char *p, int64_t v)
+{
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v, t = u;
+        int n = 1;
+        char *q;
+        for (; t >= 100; t /= 100)
+                n += 2;
+        n += t >= 10;
+        if (v < 0)
+                *p++ = '-';
+        q = p + n;
+        while (u >= 100) {
+                q -= 2;
+                q[0] = digit_pairs[2 * (u % 100)];
+                q[1] = digit_pairs[2 * (u % 100) + 1];
+                u /= 100;
+        }
+        if (u >= 10) {
+                q[-2] = digit_pairs[2 * u];
+                q[-1] = digit_pairs[2 * u + 1];
+        } else {
+                q[-1] = (char)('0' + u);
+        }
+        return p + n;
+}
+
+/* " <v>" at p; returns the end. */
+static char *put_sp_i64(char *p, int64_t v)
+{
+        *p++ = ' ';
+        return put_i64(p, v);
+}
+
+/* "<kind>:<s>" NUL-terminated in dst (room for len + 3); returns its length. */
+static size_t put_key(char *dst, char kind, const char *s, size_t len)
+{
+        dst[0] = kind;
+        dst[1] = ':';
+        memcpy(dst + 2, s, len);
+        dst[len + 2] = '\0';
+        return len + 2;
+}
+
+/* "cpn:<campaign>" in dst, cut to size - 1 bytes as snprintf did (campaign ids
+ * have no length bound: a longer one names the same, cut field). */
+static void cpn_field(char *dst, size_t size, const char *camp, size_t len)
+{
+        if (len > size - 5)
+                len = size - 5;
+        memcpy(dst, "cpn:", 4);
+        memcpy(dst + 4, camp, len);
+        dst[4 + len] = '\0';
+}
+
+static int is_space(char ch)
+{
+        return ch == ' ' || (ch >= '\t' && ch <= '\r');
+}
+
+/* Reads a decimal integer at *s the way sscanf's %lld and strtoll do for what this
+ * file writes: leading white space, an optional sign, digits; saturates at the
+ * int64_t bounds like strtoll (glibc's scanf stores the same). Returns 0 and moves
+ * *s past it, or -1 (no digits; *s unchanged). */
+static int get_i64(const char **s, int64_t *v)
+{
+        const char *p = *s;
+        uint64_t u = 0, lim;
+        int neg = 0, over = 0;
+        while (is_space(*p))
+                p++;
+        if (*p == '-' || *p == '+')
+                neg = *p++ == '-';
+        if (*p < '0' || *p > '9')
+                return -1;
+        lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        /* 18 digits cannot overflow: check only past them */
+        for (int k = 0; k < 18 && *p >= '0' && *p <= '9'; k++, p++)
+                u = u * 10 + (unsigned)(*p - '0');
+        for (; *p >= '0' && *p <= '9'; p++) {
+                unsigned d = (unsigned)(*p - '0');
+                if (over || u > (lim - d) / 10)
+                        over = 1;
+                else
+                        u = u * 10 + d;
+        }
+        if (over)
+                u = lim;
+        *v = neg ? (u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u) : (int64_t)u;
+        *s = p;
+        return 0;
+}
+
+/* The same for an int field (%d: glibc reads a long and stores it as int). */
+static int get_int(const char **s, int *v)
+{
+        int64_t x;
+        if (get_i64(s, &x) < 0)
+                return -1;
+        *v = (int)x;
+        return 0;
+}
+
+/* strtoll(s, NULL, 10) for a NUL-terminated value (0 when it holds no number),
+ * bounded to -INT64_MAX so that callers can negate it (the marks hold minus an
+ * offset; a corrupt one must not overflow). */
+static int64_t num(const char *s)
+{
+        int64_t v;
+        if (get_i64(&s, &v) < 0)
+                return 0;
+        return v == INT64_MIN ? -INT64_MAX : v;
+}
+
 #define FBLK 65536
 
 /* A field name that stays put until the batch is applied: "<prefix><str>". */
@@ -772,7 +905,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         int type = fls_avro_enum(v, c->idx[F_TYPE]);
         int64_t cents = llround(fls_avro_double(v, c->idx[F_PRICE]) * 100);
         int64_t qty = fls_avro_int(v, c->idx[F_QTY]);
-        int u, s, n, vs, pa;
+        int u, s, vs, pa;
         struct pending *p;
 
         if (c->poll != ev->poll) {
@@ -813,8 +946,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->cat_len = type == VIEW ? clen : 0;
         p->r_sku = p->r_cat = p->r_jrn = p->r_pre = -1;
 
-        n = snprintf(ent, sizeof(ent), "u:%.*s", (int)ulen, user);
-        u = fls_batch_entity(b, ent, (size_t)n);
+        u = fls_batch_entity(b, ent, put_key(ent, 'u', user, ulen));
         fls_batch_incr(b, u, lifetime[type], 1);
         fls_batch_setmax(b, u, "last_ts", ev->ts);
         fls_batch_expire(b, u, c->user_ttl_s);
@@ -839,8 +971,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->r_act = fls_batch_read(b, u, FAM_ACT);
 
         /* Set members hold -(first offset): membership as of any offset. */
-        n = snprintf(ent, sizeof(ent), "v:%.*s", (int)ulen, user);
-        vs = fls_batch_entity(b, ent, (size_t)n);
+        vs = fls_batch_entity(b, ent, put_key(ent, 'v', user, ulen));
         if (type == VIEW) {
                 fls_batch_setmax(b, vs, field_keep(c, 's', sku, slen), -ev->offset);
                 if (clen)
@@ -858,12 +989,25 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         if (!ev->late && (type == CART_ADD || type == PURCHASE))
                 fls_batch_window(b, pa, FAM_SKU, type == CART_ADD ? 1 : 2, ev->ts, 1);
         /* The journal: what a read-only replay of this batch must take out again. */
-        n = snprintf(item, sizeof(item),
-                     "%" PRId64 " %" PRId64 " %d %d %d %" PRId64 " %" PRId64
-                     " s%.*s %.*s",
-                     ev->offset, ev->ts, type, ev->late, p->in_sale, cents, qty,
-                     (int)slen, sku, (int)ulen, user);
-        fls_batch_push(b, pa, FAM_JRN, item, (size_t)n);
+        {
+                /* "offset ts type late sale cents qty s<sku> user": at most 7 x 21 +
+                 * 2 + 60 + 128 bytes (validated lengths) */
+                char *q = put_i64(item, ev->offset);
+                q = put_sp_i64(q, ev->ts);
+                q = put_sp_i64(q, type);
+                q = put_sp_i64(q, ev->late);
+                q = put_sp_i64(q, p->in_sale);
+                q = put_sp_i64(q, cents);
+                q = put_sp_i64(q, qty);
+                *q++ = ' ';
+                *q++ = 's';
+                memcpy(q, sku, slen);
+                q += slen;
+                *q++ = ' ';
+                memcpy(q, user, ulen);
+                q += ulen;
+                fls_batch_push(b, pa, FAM_JRN, item, (size_t)(q - item));
+        }
         p->r_all = fls_batch_read(b, pa, -1);
         p->r_allring = fls_batch_read(b, pa, FAM_SKU);
         if (ev->replay)
@@ -890,15 +1034,13 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
 
         if (type == VIEW && clen) {
                 int k;
-                n = snprintf(ent, sizeof(ent), "k:%.*s", (int)clen, cat);
-                k = fls_batch_entity(b, ent, (size_t)n);
+                k = fls_batch_entity(b, ent, put_key(ent, 'k', cat, clen));
                 fls_batch_expire(b, k, 3600);
                 p->r_cat = fls_batch_read(b, k, -1);
         }
         if (slen == 0)
                 return;
-        n = snprintf(ent, sizeof(ent), "s:%.*s", (int)slen, sku);
-        s = fls_batch_entity(b, ent, (size_t)n);
+        s = fls_batch_entity(b, ent, put_key(ent, 's', sku, slen));
         fls_batch_incr(b, s, lifetime[type], 1);
         fls_batch_expire(b, s, c->user_ttl_s);
         p->r_sku = fls_batch_read(b, s, FAM_SKU);
@@ -1017,16 +1159,14 @@ static int ov_find(const clickstream_t *c, int32_t partition, char kind, const c
  * e[PRE_KEEP]; returns the entries read (a malformed tail is left out). */
 static int parse_pre(const char *s, struct pent *e)
 {
-        int n = 0, pos = 0, sc, rem;
-        long long of, at;
-        if (!s || strncmp(s, "1", 1) != 0)
+        int n = 0, sc, rem;
+        int64_t of, at;
+        if (!s || s[0] != '1')
                 return 0;
         s += 1;
-        while (n < PRE_KEEP &&
-               sscanf(s, " %lld %d %lld %d%n", &of, &sc, &at, &rem, &pos) == 4) {
+        while (n < PRE_KEEP && get_i64(&s, &of) == 0 && get_int(&s, &sc) == 0 &&
+               get_i64(&s, &at) == 0 && get_int(&s, &rem) == 0)
                 e[n++] = (struct pent){of, at, sc, rem};
-                s += pos;
-        }
         return n;
 }
 
@@ -1053,12 +1193,12 @@ static void load_pre(struct ov *o, const fls_hash_t *uh, int64_t off)
         struct pent e[PRE_KEEP];
         int n = parse_pre(fls_hash_get(uh, "pre"), e);
         const char *ir = fls_hash_get(uh, "irem");
-        long long so, st;
+        int64_t so, st;
         o->npre = 0;
         for (int k = 0; k < n; k++)
                 if (e[k].off < off)
                         o->pre[o->npre++] = e[k];
-        if (ir && sscanf(ir, "%lld %lld", &so, &st) == 2 && so < off) {
+        if (ir && get_i64(&ir, &so) == 0 && get_i64(&ir, &st) == 0 && so < off) {
                 o->sw_off = so;
                 o->sw_ts = st;
         }
@@ -1074,20 +1214,23 @@ static void load_pre(struct ov *o, const fls_hash_t *uh, int64_t off)
  * past that (or a missing or malformed snapshot) the history starts empty. */
 static void load_user(struct ov *o, const char *s, int64_t off)
 {
-        int n, pos = 0, k, keep_n = 0;
-        if (!s || sscanf(s, "3 %d %n", &n, &pos) != 1 || n < 0 || n > UH)
+        int n, k, keep_n = 0;
+        if (!s || s[0] != '3')
                 return;
-        s += pos;
+        s += 1;
+        if (get_int(&s, &n) < 0 || n < 0 || n > UH)
+                return;
         for (k = 0; k < n; k++) {
                 struct uent *e = &o->hist[k];
                 int ty, sa;
-                long long of, ts, ce, lb, st, at;
-                unsigned long sk, se;
-                if (sscanf(s, "%lld %d %lld %lld %lu %d %lld %lu %lld %lld %n", &of, &ty,
-                           &ts, &ce, &sk, &sa, &lb, &se, &st, &at, &pos) != 10 ||
-                    ty < 0 || ty > 5)
+                int64_t of, ts, ce, sk, lb, se, st, at;
+                /* sku and session ids are written as uint32 (read as %lu before) */
+                if (get_i64(&s, &of) < 0 || get_int(&s, &ty) < 0 ||
+                    get_i64(&s, &ts) < 0 || get_i64(&s, &ce) < 0 ||
+                    get_i64(&s, &sk) < 0 || get_int(&s, &sa) < 0 ||
+                    get_i64(&s, &lb) < 0 || get_i64(&s, &se) < 0 ||
+                    get_i64(&s, &st) < 0 || get_i64(&s, &at) < 0 || ty < 0 || ty > 5)
                         return;
-                s += pos;
                 if (of >= off)
                         break;
                 e->ev = (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
@@ -1116,13 +1259,15 @@ static void load_cat(clickstream_t *c, struct ov *o, const char *s, int64_t off)
                 return;
         s += 1;
         while (*s == ' ') {
-                char *end;
-                long long of = strtoll(s + 1, &end, 10), ts;
+                const char *end = s + 1;
+                int64_t of, ts;
                 const char *sk;
                 size_t len;
-                if (end == s + 1 || *end != ' ')
+                if (get_i64(&end, &of) < 0 || *end != ' ')
                         return;
-                ts = strtoll(end + 1, &end, 10);
+                end++;
+                if (get_i64(&end, &ts) < 0) /* as strtoll: no digits read 0 */
+                        ts = 0;
                 if (*end != ' ')
                         return;
                 sk = end + 1;
@@ -1140,17 +1285,15 @@ static void load_cat(clickstream_t *c, struct ov *o, const char *s, int64_t off)
  * last changes. */
 static void load_sale(struct ov *o, const char *s, int64_t off)
 {
-        int pos = 0;
-        long long of, sa;
-        if (!s || strncmp(s, "3", 1) != 0)
+        int64_t of, sa;
+        if (!s || s[0] != '3')
                 return;
         s += 1;
-        while (sscanf(s, " %lld %lld%n", &of, &sa, &pos) == 2 && of < off &&
+        while (get_i64(&s, &of) == 0 && get_i64(&s, &sa) == 0 && of < off &&
                o->nsch < SALE_CH) {
                 o->sch[o->nsch].off = of;
                 o->sch[o->nsch++].sale = sa;
                 o->sale = sa;
-                s += pos;
         }
 }
 
@@ -1183,10 +1326,68 @@ static void wadd(clickstream_t *c, int32_t partition, const char *entity, size_t
 
 /* ---- as-of-event features ------------------------------------------------------ */
 
-static int64_t ring(const clickstream_t *c, const fls_hash_t *h, int fam, int feat,
-                    int64_t ts, int64_t window)
+/* Bounds the slots read, as the store does (a ring has (window + lateness) /
+ * bucket_ms + 1 slots, ~40 here). */
+#define RING_SLOTS 1024
+
+/* The counts of a ring (store.h: "#<slot>" holds a slot's bucket, "<feature>@<slot>"
+ * its counts) over windows win[0..nwin) ending with ref_ts's bucket, for each of the
+ * family's features: out[feature * nwin + w]. The same sums as fls_ring_sum, in one
+ * pass over the ring instead of one per (feature, window): that was 27 passes per
+ * event, each parsing every field with strtoll (~5% of the consumer's CPU). One
+ * difference, for rings the store never writes: slots past the family's own count
+ * (below RING_SLOTS) are counted here and skipped there. */
+static void ring_sums(const fls_hash_t *h, int fam, int64_t ref_ts, const int64_t *win,
+                      int nwin, int64_t *out)
 {
-        return h ? fls_ring_sum(c->store, h, fam, feat, ts, window) : 0;
+        const fls_family_t *fx = &families[fam];
+        const char *const *feats = fx->features;
+        int64_t held[RING_SLOTS], lo[4], ref = ref_ts / fx->bucket_ms;
+        int64_t nheld = 0;
+        int nfeat = 0;
+
+        while (feats[nfeat])
+                nfeat++;
+        memset(out, 0, (size_t)(nfeat * nwin) * sizeof(*out));
+        if (!h)
+                return;
+        for (int w = 0; w < nwin; w++)
+                lo[w] = ref - (win[w] + fx->bucket_ms - 1) / fx->bucket_ms;
+        for (size_t i = 0; i < h->n; i++) {
+                const char *f = h->fields[i];
+                int64_t slot;
+                if (f[0] != '#')
+                        continue;
+                slot = num(f + 1);
+                if (slot < 0 || slot >= RING_SLOTS)
+                        continue;
+                while (nheld <= slot)
+                        held[nheld++] = -1;
+                held[slot] = num(h->values[i]);
+        }
+        for (size_t i = 0; i < h->n; i++) {
+                const char *f = h->fields[i], *at = strchr(f, '@');
+                int64_t slot, bucket, v;
+                int j;
+                if (!at || f[0] == '#')
+                        continue;
+                for (j = 0; j < nfeat; j++)
+                        if (strncmp(f, feats[j], (size_t)(at - f)) == 0 &&
+                            feats[j][at - f] == '\0')
+                                break;
+                if (j == nfeat)
+                        continue;
+                slot = num(at + 1);
+                if (slot < 0 || slot >= RING_SLOTS)
+                        continue;
+                bucket = slot < nheld ? held[slot] : -1; /* no "#": -1, as the store */
+                if (bucket > ref)
+                        continue;
+                v = num(h->values[i]);
+                for (int w = 0; w < nwin; w++)
+                        if (bucket > lo[w])
+                                out[j * nwin + w] += v;
+        }
 }
 
 /* Members with prefix whose first offset is at or before `offset`. */
@@ -1194,28 +1395,31 @@ static int64_t count_prefix(const fls_hash_t *h, char prefix, int64_t offset)
 {
         int64_t n = 0;
         for (size_t i = 0; h && i < h->n; i++)
-                n += h->fields[i][0] == prefix &&
-                     -strtoll(h->values[i], NULL, 10) <= offset;
+                n += h->fields[i][0] == prefix && -num(h->values[i]) <= offset;
         return n;
 }
 
 static int member(const fls_hash_t *h, const char *field, int64_t offset)
 {
         const char *v = h ? fls_hash_get(h, field) : NULL;
-        return v && -strtoll(v, NULL, 10) <= offset;
+        return v && -num(v) <= offset;
 }
 
 static int parse_journal(const char *s, struct lev *e)
 {
-        long long o, t, ce, q;
-        int ty, la, sa, pos = 0;
+        int64_t o, t, ce, q;
+        int ty, la, sa;
         const char *sk;
         size_t len;
-        if (sscanf(s, "%lld %lld %d %d %d %lld %lld %n", &o, &t, &ty, &la, &sa, &ce, &q,
-                   &pos) != 7 ||
-            ty < 0 || ty > 5 || s[pos] != 's')
+        if (get_i64(&s, &o) < 0 || get_i64(&s, &t) < 0 || get_int(&s, &ty) < 0 ||
+            get_int(&s, &la) < 0 || get_int(&s, &sa) < 0 || get_i64(&s, &ce) < 0 ||
+            get_i64(&s, &q) < 0 || ty < 0 || ty > 5)
                 return -1;
-        sk = s + pos + 1;
+        while (is_space(*s))
+                s++;
+        if (*s != 's')
+                return -1;
+        sk = s + 1;
         len = strcspn(sk, " ");
         if (sk[len] != ' ')
                 return -1;
@@ -1376,7 +1580,9 @@ static void trending(clickstream_t *c, const struct pending *p, fls_click_feat_t
                 if (cand[k].len == p->sku_len &&
                     memcmp(sk, c->text + p->sku, p->sku_len) == 0)
                         continue;
-                snprintf(key, sizeof(key), "b%.*s", (int)cand[k].len, sk);
+                key[0] = 'b'; /* len < 63 */
+                memcpy(key + 1, sk, cand[k].len);
+                key[cand[k].len + 1] = '\0';
                 if (member(seen, key, p->offset))
                         continue; /* already bought */
                 /* Insert into the top list (descending trend, then first seen). */
@@ -1391,8 +1597,8 @@ static void trending(clickstream_t *c, const struct pending *p, fls_click_feat_t
                         memcpy(f->reco[j], f->reco[j - 1], sizeof(f->reco[j]));
                 }
                 best[slot] = trend;
-                snprintf(f->reco[slot], sizeof(f->reco[slot]), "%.*s", (int)cand[k].len,
-                         sk);
+                memcpy(f->reco[slot], sk, cand[k].len); /* < 63: fits with its NUL */
+                f->reco[slot][cand[k].len] = '\0';
                 if (f->nreco < FLS_CLICK_MAX_RECO)
                         f->nreco++;
         }
@@ -1421,6 +1627,10 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         fls_isim_ev_t seq[T];
         char key[300];
         fls_part_in_t pin;
+        /* ring sums: [feature][window] */
+        static const int64_t act_win[3] = {60000, 300000, 1800000},
+                             sku_win[3] = {60000, 300000, 600000};
+        int64_t rs[6 * 3];
 
         memset(f, 0, sizeof(*f));
         f->type = p->type;
@@ -1474,11 +1684,12 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                         la_p += e->type == PURCHASE;
                 }
         }
+        ring_sums(act, FAM_ACT, p->ts, act_win, 3, rs);
         for (int t = 0; t < 6; t++) {
                 f->n[t] = fls_hash_int(uh, lifetime[t], 0) - later_n[t];
-                f->w1[t] = ring(c, act, FAM_ACT, t, p->ts, 60000) - later_w1[t];
-                f->w5[t] = ring(c, act, FAM_ACT, t, p->ts, 300000) - later_w5[t];
-                f->w30[t] = ring(c, act, FAM_ACT, t, p->ts, 1800000) - later_w30[t];
+                f->w1[t] = rs[t * 3] - later_w1[t];
+                f->w5[t] = rs[t * 3 + 1] - later_w5[t];
+                f->w30[t] = rs[t * 3 + 2] - later_w30[t];
         }
         f->cart_value = (double)(fls_hash_int(uh, "cart_c", 0) - later_cart_c) / 100.0;
         f->cart_items = fls_hash_int(uh, "cart_n", 0) - later_cart_n;
@@ -1499,22 +1710,24 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                         : f->avg_view_price < 250.0 ? 3
                                                     : 4;
         if (sk) {
-                int64_t v5 = ring(c, sk, FAM_SKU, 0, p->ts, 300000) - ls_v5;
-                int64_t v10 = ring(c, sk, FAM_SKU, 0, p->ts, 600000) - ls_v10;
-                f->sku_view_1m = ring(c, sk, FAM_SKU, 0, p->ts, 60000) - ls_v1;
-                f->sku_cart_1m = ring(c, sk, FAM_SKU, 1, p->ts, 60000) - ls_c1;
-                f->sku_purchase_1m = ring(c, sk, FAM_SKU, 2, p->ts, 60000) - ls_p1;
-                f->sku_conv_5m =
-                    v5 > 0 ? (double)(ring(c, sk, FAM_SKU, 2, p->ts, 300000) - ls_p5) /
-                                 (double)v5
-                           : 0;
+                /* [feature][1, 5, 10 minutes], features view, cart_add, purchase */
+                int64_t v5, v10;
+                ring_sums(sk, FAM_SKU, p->ts, sku_win, 3, rs);
+                v5 = rs[1] - ls_v5;
+                v10 = rs[2] - ls_v10;
+                f->sku_view_1m = rs[0] - ls_v1;
+                f->sku_cart_1m = rs[3] - ls_c1;
+                f->sku_purchase_1m = rs[6] - ls_p1;
+                f->sku_conv_5m = v5 > 0 ? (double)(rs[7] - ls_p5) / (double)v5 : 0;
                 f->sku_trend =
                     v10 > 0 ? (double)f->sku_view_1m / ((double)v10 / 10.0) : 0;
         }
         {
                 /* The 5 minutes before the event's minute. */
-                int64_t carts = ring(c, allr, FAM_SKU, 1, p->ts - 60000, 300000) - la_c;
-                int64_t buys = ring(c, allr, FAM_SKU, 2, p->ts - 60000, 300000) - la_p;
+                int64_t carts, buys;
+                ring_sums(allr, FAM_SKU, p->ts - 60000, sku_win + 1, 1, rs);
+                carts = rs[1] - la_c;
+                buys = rs[2] - la_p;
                 f->part_conv_5m = carts > 0 ? (double)buys / (double)carts : 0;
         }
 
@@ -1601,8 +1814,8 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 load_sale(pa, fls_hash_get(all, "sale_s"), p->offset);
                 /* The sweep mark as of the event (a mark at or after it was written
                  * ahead by a stopping runner: the replay sweeps again, alike). */
-                if (sw && -strtoll(sw, NULL, 10) < p->offset)
-                        pa->sweep = -strtoll(sw, NULL, 10);
+                if (sw && -num(sw) < p->offset)
+                        pa->sweep = -num(sw);
         }
         pa->touch = c->nbatch;
         if (p->in_sale && (pa->sale < 0 || p->ts < pa->sale)) {
@@ -1630,7 +1843,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
          * load_user) by a later event does not count. */
         u = &c->ov[p->ov_user]; /* the ov_get calls above may have moved c->ov */
         f->last_action_ts = u->s_act_ts;
-        snprintf(key, sizeof(key), "cpn:%.*s", (int)p->camp_len, c->text + p->camp);
+        cpn_field(key, sizeof(key), c->text + p->camp, p->camp_len);
         f->coupon_taken = p->camp_len > 0 && member(uh, key, p->offset - 1);
         f->reminded = member(uh, "rem", p->offset - 1);
         f->was_capped = member(uh, "capped", p->offset - 1);
@@ -1661,38 +1874,49 @@ static void user_writes(clickstream_t *c)
 {
         char ent[300];
         int pre_ttl = 0; /* a batch is one partition */
+        /* Room for the longest snapshot: 10 fields of at most 1 + I64_MAX_LEN bytes
+         * per entry (the pre record, PRE_KEEP x 4 fields, is shorter). */
+        c->sbuf =
+            grow(c->sbuf, &c->sbuf_cap, 32 + (size_t)UH * 10 * (1 + I64_MAX_LEN), 1);
         for (size_t i = 0; i < c->nov; i++) {
                 const struct ov *o = &c->ov[i];
-                size_t len;
+                size_t len, elen;
+                char *q;
                 if (o->touch != c->nbatch || o->kind != 'u')
                         continue;
-                c->sbuf = grow(c->sbuf, &c->sbuf_cap, 32 + (size_t)UH * 200, 1);
-                len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "3 %d", o->nh);
+                q = c->sbuf;
+                *q++ = '3';
+                q = put_sp_i64(q, o->nh);
                 for (int k = 0; k < o->nh; k++) {
                         const struct uent *e = &o->hist[k];
-                        len += (size_t)snprintf(
-                            c->sbuf + len, c->sbuf_cap - len,
-                            " %" PRId64 " %d %" PRId64 " %lld %" PRIu32 " %d %" PRId64
-                            " %" PRIu32 " %" PRId64 " %" PRId64,
-                            e->off, e->ev.type, e->ev.ts, llround(e->ev.price * 100),
-                            e->ev.sku, e->ev.in_sale, e->last_buy, e->sess, e->sess_start,
-                            e->act_ts);
+                        q = put_sp_i64(q, e->off);
+                        q = put_sp_i64(q, e->ev.type);
+                        q = put_sp_i64(q, e->ev.ts);
+                        q = put_sp_i64(q, (int64_t)llround(e->ev.price * 100));
+                        q = put_sp_i64(q, e->ev.sku);
+                        q = put_sp_i64(q, e->ev.in_sale);
+                        q = put_sp_i64(q, e->last_buy);
+                        q = put_sp_i64(q, e->sess);
+                        q = put_sp_i64(q, e->sess_start);
+                        q = put_sp_i64(q, e->act_ts);
                 }
-                snprintf(ent, sizeof(ent), "u:%.*s", (int)o->key_len, c->text + o->key);
-                wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "h", 0, c->sbuf,
-                     len);
+                len = (size_t)(q - c->sbuf);
+                elen = put_key(ent, 'u', c->text + o->key, o->key_len);
+                wadd(c, o->partition, ent, elen, FLS_DEFER_SET, "h", 0, c->sbuf, len);
                 if (o->pre_touch != c->nbatch)
                         continue;
                 /* The record of the inactive sweep, on the user (read with every
                  * event) and in p:pre (read by the sweep): "1 (off score act rem)*". */
-                len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "1");
-                for (int k = 0; k < o->npre; k++)
-                        len += (size_t)snprintf(c->sbuf + len, c->sbuf_cap - len,
-                                                " %" PRId64 " %d %" PRId64 " %d",
-                                                o->pre[k].off, o->pre[k].score,
-                                                o->pre[k].act_ts, o->pre[k].rem);
-                wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "pre", 0, c->sbuf,
-                     len);
+                q = c->sbuf;
+                *q++ = '1';
+                for (int k = 0; k < o->npre; k++) {
+                        q = put_sp_i64(q, o->pre[k].off);
+                        q = put_sp_i64(q, o->pre[k].score);
+                        q = put_sp_i64(q, o->pre[k].act_ts);
+                        q = put_sp_i64(q, o->pre[k].rem);
+                }
+                len = (size_t)(q - c->sbuf);
+                wadd(c, o->partition, ent, elen, FLS_DEFER_SET, "pre", 0, c->sbuf, len);
                 wadd(c, o->partition, "p:pre", 5, FLS_DEFER_SET, c->text + o->key, 0,
                      c->sbuf, len);
                 if (!pre_ttl) {
@@ -1708,7 +1932,7 @@ static void user_writes(clickstream_t *c)
 static void snapshot_writes(clickstream_t *c)
 {
         char ent[300];
-        size_t len;
+        size_t len, elen;
 
         for (size_t i = 0; i < c->nov; i++) {
                 struct ov *o = &c->ov[i];
@@ -1716,27 +1940,34 @@ static void snapshot_writes(clickstream_t *c)
                         continue;
                 if (o->kind == 'k') {
                         /* ~25 bytes a view, TR_KEEP of them: ~10 kB per category */
+                        /* at most 2 x 21 + 1 + 60 bytes a view (skus are <= 60) */
                         size_t from = o->ntr > TR_KEEP ? o->ntr - TR_KEEP : 0;
+                        char *q;
                         c->sbuf =
                             grow(c->sbuf, &c->sbuf_cap, (o->ntr - from) * 110 + 8, 1);
-                        len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "3");
-                        for (size_t k = from; k < o->ntr; k++)
-                                len += (size_t)snprintf(c->sbuf + len, c->sbuf_cap - len,
-                                                        " %" PRId64 " %" PRId64 " %.*s",
-                                                        o->tr[k].off, o->tr[k].ts,
-                                                        (int)o->tr[k].sku_len,
-                                                        c->text + o->tr[k].sku);
-                        snprintf(ent, sizeof(ent), "k:%.*s", (int)o->key_len,
-                                 c->text + o->key);
-                        wadd(c, o->partition, ent, strlen(ent), FLS_DEFER_SET, "tr", 0,
-                             c->sbuf, len);
+                        q = c->sbuf;
+                        *q++ = '3';
+                        for (size_t k = from; k < o->ntr; k++) {
+                                q = put_sp_i64(q, o->tr[k].off);
+                                q = put_sp_i64(q, o->tr[k].ts);
+                                *q++ = ' ';
+                                memcpy(q, c->text + o->tr[k].sku, o->tr[k].sku_len);
+                                q += o->tr[k].sku_len;
+                        }
+                        len = (size_t)(q - c->sbuf);
+                        elen = put_key(ent, 'k', c->text + o->key, o->key_len);
+                        wadd(c, o->partition, ent, elen, FLS_DEFER_SET, "tr", 0, c->sbuf,
+                             len);
                 } else if (o->kind == 'p' && o->nsch > 0) {
+                        char *q;
                         c->sbuf = grow(c->sbuf, &c->sbuf_cap, 8 + SALE_CH * 48, 1);
-                        len = (size_t)snprintf(c->sbuf, c->sbuf_cap, "3");
-                        for (int k = 0; k < o->nsch; k++)
-                                len += (size_t)snprintf(c->sbuf + len, c->sbuf_cap - len,
-                                                        " %" PRId64 " %" PRId64,
-                                                        o->sch[k].off, o->sch[k].sale);
+                        q = c->sbuf;
+                        *q++ = '3';
+                        for (int k = 0; k < o->nsch; k++) {
+                                q = put_sp_i64(q, o->sch[k].off);
+                                q = put_sp_i64(q, o->sch[k].sale);
+                        }
+                        len = (size_t)(q - c->sbuf);
                         wadd(c, o->partition, "p:all", 5, FLS_DEFER_SET, "sale_s", 0,
                              c->sbuf, len);
                         wadd(c, o->partition, "p:all", 5, FLS_DEFER_MAX, "sale_d",
@@ -1959,8 +2190,7 @@ static void policy_pass(clickstream_t *c)
                         sweep(c, p, f);
                 policy(c, p, f);
                 policy_after(c, p);
-                n = snprintf(ent, sizeof(ent), "u:%.*s", (int)p->user_len,
-                             c->text + p->user);
+                n = (int)put_key(ent, 'u', c->text + p->user, p->user_len);
                 /* Marks hold minus the first offset (MAX keeps the first). */
                 if (f->capped) {
                         wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, "capped",
@@ -1975,8 +2205,7 @@ static void policy_pass(clickstream_t *c)
                 wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, "act_ts", p->ts,
                      NULL, 0);
                 if (f->kind == FLS_CLICK_COUPON) {
-                        snprintf(field, sizeof(field), "cpn:%.*s", (int)p->camp_len,
-                                 c->text + p->camp);
+                        cpn_field(field, sizeof(field), c->text + p->camp, p->camp_len);
                         wadd(c, p->partition, ent, (size_t)n, FLS_DEFER_MAX, field,
                              -p->offset, NULL, 0);
                 } else if (f->kind == FLS_CLICK_REMINDER) {
@@ -2045,9 +2274,9 @@ int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errs
                            *sw = fls_hash_get(all, "sweep");
                 struct pcache *pc = pcache_get(c, p->partition);
                 pc->warm = 1;
-                pc->sale_lo = sn ? -strtoll(sn, NULL, 10) : -1;
+                pc->sale_lo = sn ? -num(sn) : -1;
                 if (sw)
-                        pc->swept = -strtoll(sw, NULL, 10);
+                        pc->swept = -num(sw);
                 for (size_t k = 0; k < n; k++)
                         if (c->pend[c->order[k]].sweep)
                                 pc->swept = c->pend[c->order[k]].offset;
