@@ -177,8 +177,7 @@ done:
         return rc;
 }
 
-/* Sum of the capped_users counters of the input partitions; -1 if Redis fails. */
-static long capped_users(fls_conf_t *conf, const char *topic, int nparts)
+long fls_judge_clickstream_capped_users(fls_conf_t *conf, const char *topic, int nparts)
 {
         char err[256], key[512];
         fls_store_t *st = fls_store_new(
@@ -187,7 +186,7 @@ static long capped_users(fls_conf_t *conf, const char *topic, int nparts)
             fls_conf_str(conf, "redis.prefix"), NULL, 0, err, sizeof(err));
         long n = 0;
         if (!st) {
-                fprintf(stderr, "judge clickstream: redis: %s\n", err);
+                fprintf(stderr, "flashstream: redis: %s\n", err);
                 return -1;
         }
         for (int p = 0; p < nparts; p++) {
@@ -364,7 +363,7 @@ int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv)
                 }
                 rd_kafka_message_destroy(m);
         }
-        capped = capped_users(conf, in_topic, nin);
+        capped = fls_judge_clickstream_capped_users(conf, in_topic, nin);
         if (judge_inactive(sim, &inact, inact_j) < 0) {
                 fprintf(stderr, "judge clickstream: out of memory\n");
                 goto done;

@@ -17,4 +17,8 @@
 /* argv[0] "clickstream", argv[1] the simulator's out_dir. Returns the exit status. */
 int fls_judge_clickstream(fls_conf_t *conf, int argc, char **argv);
 
+/* Sum of the clickstream consumer's capped_users counters over the input partitions
+ * (also used by `flashstream report`); -1 if Redis fails. */
+long fls_judge_clickstream_capped_users(fls_conf_t *conf, const char *topic, int nparts);
+
 #endif

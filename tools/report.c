@@ -15,6 +15,7 @@
 
 #include "codec.h"
 #include "import.h"
+#include "judge_clickstream.h"
 #include "producer.h"
 #include "store.h"
 #include "topic.h"
@@ -226,32 +227,6 @@ static int on_output(void *opaque, const rd_kafka_message_t *m)
         return 0;
 }
 
-/* Sum of the clickstream's capped_users counters over the input partitions. */
-static long capped_users(fls_conf_t *conf, const char *topic, int nparts)
-{
-        char err[256], key[512];
-        fls_store_t *st = fls_store_new(
-            fls_conf_str(conf, "redis.host"), (int)fls_conf_int(conf, "redis.port"),
-            (int)fls_conf_int(conf, "redis.timeout_ms"),
-            fls_conf_str(conf, "redis.prefix"), NULL, 0, err, sizeof(err));
-        long n = 0;
-        if (!st) {
-                fprintf(stderr, "report: redis: %s\n", err);
-                return -1;
-        }
-        for (int p = 0; p < nparts; p++) {
-                const fls_hash_t *h;
-                fls_store_key(st, topic, p, "p:all", NULL, key, sizeof(key));
-                if (fls_store_hgetall(st, key, &h, err, sizeof(err)) < 0) {
-                        n = -1;
-                        break;
-                }
-                n += (long)fls_hash_int(h, "capped_users", 0);
-        }
-        fls_store_destroy(st);
-        return n;
-}
-
 /* The orders consumer's exact state of every input key (sw:<sku>:<warehouse>, on the
  * key's murmur2 partition): lifetime oversold units and stock left. -1 on Redis
  * errors. */
@@ -358,7 +333,7 @@ int fls_report(fls_conf_t *conf, int argc, char **argv)
                 double span = (double)(o.last_ts - o.first_ts) / 1000.0;
                 double aps = span > 0 ? (double)o.n / span : (double)o.n;
                 int nparts = (int)fls_conf_int(conf, "topic.partitions");
-                long capped = capped_users(conf, in_topic, nparts);
+                long capped = fls_judge_clickstream_capped_users(conf, in_topic, nparts);
                 double share =
                     in.keys.n && capped >= 0 ? (double)capped / (double)in.keys.n : 0;
                 printf("  users reached %zu of %zu; coupons %ld, spent %.2f of %.2f "
