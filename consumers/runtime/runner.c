@@ -66,7 +66,9 @@ struct runner {
         volatile int *stop;
         rd_kafka_t *consumer, *producer;
         rd_kafka_queue_t *queue;
-        fls_store_t *store;
+        fls_store_t *store;  /* partition state: scripts pipelined per poll */
+        fls_store_t *gstore; /* global counters (claims): a connection of their own,
+                                so that a claim never waits behind owed replies */
         fls_codec_t *in, *out;
         fls_metrics_t *metrics;
         fls_emit_t emit;
@@ -282,7 +284,7 @@ int fls_emit_claims_run(fls_emit_t *e)
         char err[512];
         int backoff = 50;
 
-        while (fls_claims_run(r->store, e->claims, 7 * 86400, err, sizeof(err))) {
+        while (fls_claims_run(r->gstore, e->claims, 7 * 86400, err, sizeof(err))) {
                 fls_counter_add(r->m_redis_err, 1);
                 fls_log(FLS_LOG_WARN, "runner", "%s; retrying in %d ms", err, backoff);
                 nap(r, backoff);
@@ -520,6 +522,45 @@ static void abandon(runner_t *r, const int32_t *bpart, size_t nb)
         }
 }
 
+/* Sends the scripts of batches [from, to) as soon as their partition is prepared, so
+ * that Redis runs them while this thread prepares the next partitions and decides the
+ * earlier ones: the poll costs about max(consumer, Redis) instead of their sum. After
+ * a failed send the rest wait for recv_retry, which applies them again. */
+static void send_batches(runner_t *r, fls_batch_t **bs, size_t from, size_t to, int *down)
+{
+        char err[512];
+
+        for (size_t k = from; k < to && !*down; k++) {
+                if (fls_store_send(r->store, bs[k], err, sizeof(err)) == 0)
+                        continue;
+                fls_counter_add(r->m_redis_err, 1);
+                fls_log(FLS_LOG_WARN, "runner", "%s; will apply the poll again", err);
+                *down = 1;
+        }
+}
+
+/* Waits for batch k's reply. After a Redis error, batches k to nb are applied again
+ * with apply_retry (whose replies then all arrive at once: *resent). A batch Redis had
+ * run before the error comes back stale, which reloads the offsets: never applied
+ * twice. Returns -1 only when asked to stop meanwhile. */
+static int recv_retry(runner_t *r, fls_batch_t **bs, size_t k, size_t nb, int *resent,
+                      double *waited)
+{
+        char err[512];
+        double t0 = now_s();
+
+        if (*resent)
+                return 0;
+        if (fls_store_recv(r->store, bs[k], err, sizeof(err)) == 0) {
+                *waited += now_s() - t0;
+                return 0;
+        }
+        fls_counter_add(r->m_redis_err, 1);
+        fls_log(FLS_LOG_WARN, "runner", "%s; applying the rest of the poll again", err);
+        *resent = 1;
+        return apply_retry(r, bs + k, nb - k);
+}
+
 static void process(runner_t *r, size_t n)
 {
         fls_batch_t *bs[MAX_BATCHES];
@@ -527,7 +568,8 @@ static void process(runner_t *r, size_t n)
         int64_t blast[MAX_BATCHES];
         int bro[MAX_BATCHES];
         size_t nb = 0, i = 0;
-        double t0 = now_s();
+        int down = 0, resent = 0;
+        double t0 = now_s(), waited = 0;
         char err[512];
         rd_kafka_topic_partition_list_t *done;
 
@@ -545,6 +587,7 @@ static void process(runner_t *r, size_t n)
                 int64_t late = 0, expect = p ? p->applied : -1;
                 fls_batch_t *b = NULL;
                 int ro = -1;
+                size_t first = nb;
 
                 for (; i < n && r->msgs[r->order[i]]->partition == pn; i++) {
                         rd_kafka_message_t *m = r->msgs[r->order[i]];
@@ -591,14 +634,19 @@ static void process(runner_t *r, size_t n)
                                           p->watermark, late);
                 else if (b)
                         fls_batch_offsets(b, -1, -1, p->emitted, 0, 0);
+                send_batches(r, bs, first, nb, &down);
         }
+        /* Stopping with scripts sent is a crash at this point: the restart replays
+         * what they applied, read-only. */
         if (r->fatal || nb == 0)
                 return;
-        if (apply_retry(r, bs, nb))
-                return; /* stopping: nothing of this batch is recorded as done */
 
         for (size_t k = 0; k < nb; k++) {
                 struct part *p = part_get(r, bpart[k]);
+                if (recv_retry(r, bs, k, nb, &resent, &waited)) {
+                        abandon(r, bpart, nb); /* stopping: the restart replays it */
+                        return;
+                }
                 if (fls_batch_stale(bs[k])) {
                         fls_counter_add(r->m_stale, 1);
                         fls_log(FLS_LOG_WARN, "runner",
@@ -658,6 +706,8 @@ static void process(runner_t *r, size_t n)
                 rd_kafka_offsets_store(r->consumer, done);
         rd_kafka_topic_partition_list_destroy(done);
         reseek(r);
+        if (!resent)
+                fls_hist_observe(r->m_redis, waited);
         fls_hist_observe(r->m_batch, now_s() - t0);
 }
 
@@ -768,6 +818,15 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
 }
 
+static fls_store_t *store_open(runner_t *r, char *errstr, size_t errstr_size)
+{
+        const fls_conf_t *c = r->conf;
+        return fls_store_new(
+            fls_conf_str(c, "redis.host"), (int)fls_conf_int(c, "redis.port"),
+            (int)fls_conf_int(c, "redis.timeout_ms"), fls_conf_str(c, "redis.prefix"),
+            r->app->families, r->lateness_ms, errstr, errstr_size);
+}
+
 static int setup(runner_t *r, char *errstr, size_t errstr_size)
 {
         const fls_conf_t *c = r->conf;
@@ -830,9 +889,10 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                 r->m_batch = fls_metrics_hist(r->metrics, "flashstream_batch_seconds",
                                               "Time to process one micro-batch.", lbl,
                                               lat, sizeof(lat) / sizeof(lat[0]));
-                r->m_redis = fls_metrics_hist(r->metrics, "flashstream_redis_seconds",
-                                              "Time of one batch's Redis round trip.",
-                                              lbl, lat, sizeof(lat) / sizeof(lat[0]));
+                r->m_redis = fls_metrics_hist(
+                    r->metrics, "flashstream_redis_seconds",
+                    "Time a poll spent waiting for its scripts' replies.", lbl, lat,
+                    sizeof(lat) / sizeof(lat[0]));
                 r->m_lag = fls_metrics_gauge(r->metrics, "flashstream_consumer_lag",
                                              "Messages behind the end of the assigned "
                                              "partitions.",
@@ -853,11 +913,11 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
             fls_codec_new(dir, r->app->out_subject, 0, 16 << 20, errstr, errstr_size);
         if (!r->out)
                 return -1;
-        r->store = fls_store_new(
-            fls_conf_str(c, "redis.host"), (int)fls_conf_int(c, "redis.port"),
-            (int)fls_conf_int(c, "redis.timeout_ms"), fls_conf_str(c, "redis.prefix"),
-            r->app->families, r->lateness_ms, errstr, errstr_size);
+        r->store = store_open(r, errstr, errstr_size);
         if (!r->store)
+                return -1;
+        r->gstore = store_open(r, errstr, errstr_size);
+        if (!r->gstore)
                 return -1;
 
         env.conf = c;
@@ -983,6 +1043,7 @@ static void teardown(runner_t *r)
                 fls_batch_destroy(r->pool[i]);
         free(r->pool);
         fls_store_destroy(r->store);
+        fls_store_destroy(r->gstore);
         fls_codec_destroy(r->in);
         fls_codec_destroy(r->out);
         fls_metrics_destroy(r->metrics);

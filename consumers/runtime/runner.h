@@ -6,10 +6,11 @@
  *
  * Per micro-batch (batch.max_messages or batch.max_ms): decode and check every message
  * (bad ones go to <topic><dlq_suffix> with the reason in headers), let the app queue
- * its feature updates, apply the updates of every partition in one pipelined Redis
- * round trip together with the partition offsets, let the app decide on the replies,
- * produce the decisions, flush, and only then record the batch as emitted and store
- * the Kafka offsets.
+ * its feature updates, send each partition's updates with its offsets as one script as
+ * soon as they are queued (Redis runs it while the next partitions are prepared and
+ * the earlier ones decided), let the app decide on each reply as it arrives, produce
+ * the decisions, flush, and only then record the batch as emitted and store the Kafka
+ * offsets.
  */
 #ifndef FLS_RUNNER_H
 #define FLS_RUNNER_H

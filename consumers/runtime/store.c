@@ -215,6 +215,9 @@ struct fls_store {
         fls_hash_t hview;
         const char **hptrs;
         size_t hptrs_cap;
+        /* batches sent by fls_store_send whose replies are not read yet, in order */
+        fls_batch_t **inflight;
+        size_t ninflight, inflight_head, inflight_cap;
 };
 
 struct fls_batch {
@@ -236,6 +239,7 @@ struct fls_batch {
         size_t nreads;
         /* reply */
         redisReply *reply;
+        int sent; /* fls_store_send: the reply is still on the connection */
         int stale;
         fls_hash_t *hashes;
         size_t hashes_cap;
@@ -347,14 +351,22 @@ void fls_store_destroy(fls_store_t *st)
         if (st->rc)
                 redisFree(st->rc);
         free(st->hptrs);
+        free(st->inflight);
         free(st->fams);
         free(st->host);
         free(st->prefix);
         free(st);
 }
 
+static int settle(fls_store_t *st, char *errstr, size_t errstr_size);
+
+/* After any error the context is dead (hiredis): replies still owed to sent batches
+ * are lost with it, and those batches must be applied again. */
 static void drop(fls_store_t *st)
 {
+        for (size_t i = st->inflight_head; i < st->ninflight; i++)
+                st->inflight[i]->sent = 0;
+        st->ninflight = st->inflight_head = 0;
         if (st->rc) {
                 redisFree(st->rc);
                 st->rc = NULL;
@@ -413,7 +425,7 @@ int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions
         char key[512];
         size_t i;
 
-        if (fls_store_connect(st, errstr, errstr_size))
+        if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
         for (i = 0; i < n; i++) {
                 fls_store_key(st, topic, partitions[i], "meta", NULL, key, sizeof(key));
@@ -484,6 +496,13 @@ void fls_batch_destroy(fls_batch_t *b)
 
 void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int read_only)
 {
+        if (b->sent) {
+                /* Reused while its reply is owed (the caller gave up on that poll):
+                 * take the reply off the connection first. An error there drops the
+                 * connection, which the next apply rebuilds. */
+                char err[256];
+                settle(b->st, err, sizeof(err));
+        }
         release_reply(b);
         b->read_only = read_only;
         b->taglen = (size_t)snprintf(b->tag, sizeof(b->tag), "%s:{%s.%d}:", b->st->prefix,
@@ -1071,37 +1090,100 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
         return 0;
 }
 
+/* The argument list of send_batch, reused from batch to batch. */
+static __thread struct argref *refs;
+static __thread size_t refcap;
+
+/* Queues the batch's script on the connection (written at the next write or read)
+ * and records that its reply is owed. */
+static int append(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_size)
+{
+        release_reply(b);
+        if (send_batch(b, &refs, &refcap) != REDIS_OK) {
+                snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
+                drop(st);
+                return -1;
+        }
+        st->inflight = grow(st->inflight, &st->inflight_cap, st->ninflight + 1,
+                            sizeof(*st->inflight));
+        st->inflight[st->ninflight++] = b;
+        b->sent = 1;
+        return 0;
+}
+
+/* Reads the oldest owed reply into its batch. */
+static int read_one(fls_store_t *st, char *errstr, size_t errstr_size)
+{
+        fls_batch_t *b = st->inflight[st->inflight_head];
+        redisReply *r = NULL;
+
+        if (redisGetReply(st->rc, (void **)&r) != REDIS_OK || !r) {
+                snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
+                drop(st);
+                return -1;
+        }
+        b->sent = 0;
+        if (++st->inflight_head == st->ninflight)
+                st->inflight_head = st->ninflight = 0;
+        if (parse_reply(b, r, errstr, errstr_size)) {
+                freeReplyObject(r);
+                /* A NOSCRIPT after a Redis restart, or any other error: the
+                 * connection is rebuilt and the script loaded again. */
+                drop(st);
+                return -1;
+        }
+        return 0;
+}
+
+/* Reads every owed reply, so that another command's reply is not taken for one. */
+static int settle(fls_store_t *st, char *errstr, size_t errstr_size)
+{
+        while (st->inflight_head < st->ninflight)
+                if (read_one(st, errstr, errstr_size))
+                        return -1;
+        return 0;
+}
+
 int fls_store_apply(fls_store_t *st, fls_batch_t **bs, size_t n, char *errstr,
                     size_t errstr_size)
 {
-        static __thread struct argref *refs;
-        static __thread size_t refcap;
-        size_t i;
-
-        if (fls_store_connect(st, errstr, errstr_size))
+        if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
-        for (i = 0; i < n; i++) {
-                release_reply(bs[i]);
-                if (send_batch(bs[i], &refs, &refcap) != REDIS_OK) {
+        for (size_t i = 0; i < n; i++)
+                if (append(st, bs[i], errstr, errstr_size))
+                        return -1;
+        return settle(st, errstr, errstr_size);
+}
+
+int fls_store_send(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_size)
+{
+        int done = 0;
+
+        if (fls_store_connect(st, errstr, errstr_size) ||
+            append(st, b, errstr, errstr_size))
+                return -1;
+        /* Written now rather than at the first read, so that Redis runs the script
+         * while the caller prepares the next batch. Redis reads as it runs, so this
+         * blocks at most for the socket buffer. */
+        while (!done) {
+                if (redisBufferWrite(st->rc, &done) != REDIS_OK) {
                         snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
                         drop(st);
                         return -1;
                 }
         }
-        for (i = 0; i < n; i++) {
-                redisReply *r = NULL;
-                if (redisGetReply(st->rc, (void **)&r) != REDIS_OK || !r) {
-                        snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
-                        drop(st);
+        return 0;
+}
+
+int fls_store_recv(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_size)
+{
+        while (b->sent)
+                if (read_one(st, errstr, errstr_size))
                         return -1;
-                }
-                if (parse_reply(bs[i], r, errstr, errstr_size)) {
-                        freeReplyObject(r);
-                        /* A NOSCRIPT after a Redis restart, or any other error: the
-                         * connection is rebuilt and the script loaded again. */
-                        drop(st);
-                        return -1;
-                }
+        if (!b->reply) {
+                snprintf(errstr, errstr_size,
+                         "redis: batch not sent, or its reply was lost");
+                return -1;
         }
         return 0;
 }
@@ -1180,7 +1262,7 @@ int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
         redisReply *r;
         size_t n;
 
-        if (fls_store_connect(st, errstr, errstr_size))
+        if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
         if (st->hreply) {
                 freeReplyObject(st->hreply);
@@ -1301,7 +1383,7 @@ int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *er
 
         if (c->n == 0)
                 return 0;
-        if (fls_store_connect(st, errstr, errstr_size))
+        if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
         if (c->loaded_on != st->rc) {
                 redisReply *r = redisCommand(st->rc, "SCRIPT LOAD %s", claim_lua);
@@ -1354,7 +1436,7 @@ int fls_store_counter(fls_store_t *st, const char *counter, int64_t *used, char 
         char key[512];
         redisReply *r;
 
-        if (fls_store_connect(st, errstr, errstr_size))
+        if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
         snprintf(key, sizeof(key), "%s:{%s}", st->prefix, counter);
         r = redisCommand(st->rc, "HGET %s used", key);

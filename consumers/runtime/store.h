@@ -126,6 +126,13 @@ int fls_batch_empty(const fls_batch_t *b);
  * flagged stale and applies nothing: reload the meta and seek. */
 int fls_store_apply(fls_store_t *st, fls_batch_t **bs, size_t n, char *errstr,
                     size_t errstr_size);
+/* The same, one batch at a time, so that Redis runs a batch's script while the caller
+ * prepares the next one: fls_store_send writes the script and returns; fls_store_recv
+ * waits for that batch's reply (replies come in the order sent). On -1 the connection
+ * is dropped and every batch whose reply was owed must be applied again. Any other
+ * call on the store first reads the owed replies. */
+int fls_store_send(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_size);
+int fls_store_recv(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_size);
 int fls_batch_stale(const fls_batch_t *b);
 /* After fls_store_apply: the hash of a read index, valid until the next begin. */
 const fls_hash_t *fls_batch_reply(const fls_batch_t *b, int read);
