@@ -185,6 +185,17 @@ static double ratio(double a, double b)
         return b > 0 ? a / b : NAN;
 }
 
+/* A ratio for the table: three decimals, or "n/a" where nothing was counted (the
+ * JSON line says null). */
+static const char *cell(double v, char *buf, size_t size)
+{
+        if (isfinite(v))
+                snprintf(buf, size, "%.3f", v);
+        else
+                snprintf(buf, size, "n/a");
+        return buf;
+}
+
 static void num(double v)
 {
         if (isfinite(v))
@@ -329,6 +340,7 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                 double cost = exped * xcost + late_missed * penalty;
                 double base_flash = flash * xcost + late_nonflash * penalty;
                 double base_none = late * penalty;
+                char c1[32], c2[32];
                 printf("{\"judge\":\"shipments\",\"shipments\":%ld,\"missing_decisions\":"
                        "%ld,"
                        "\"duplicate_decisions\":%ld,\"unknown_decisions\":%ld,"
@@ -369,12 +381,15 @@ int fls_judge_shipments(fls_conf_t *conf, int argc, char **argv)
                 printf("  %-26s %10ld / %ld / %ld\n", "standard/express/priority",
                        kinds[0], kinds[1], kinds[2]);
                 printf("  %-26s %10.3f\n", "live MAE, hours", ratio(abs_err, n));
-                printf("  %-26s %10.3f  (%zu shipments created from %" PRId64 " s on)\n",
-                       "live MAE, eval's rows", eval_mae, eval_rows, eval_from);
-                printf("  %-26s %10.3f / %.3f\n", "expedite precision/recall",
-                       ratio(tp, exped), ratio(tp, late));
-                printf("  %-26s %10.3f / %.3f\n", "express precision/recall",
-                       ratio(tp_express, express), ratio(tp_express, late));
+                printf("  %-26s %10s  (%zu shipments created from %" PRId64 " s on)\n",
+                       "live MAE, eval's rows", cell(eval_mae, c1, sizeof(c1)), eval_rows,
+                       eval_from);
+                printf("  %-26s %10s / %s\n", "expedite precision/recall",
+                       cell(ratio(tp, exped), c1, sizeof(c1)),
+                       cell(ratio(tp, late), c2, sizeof(c2)));
+                printf("  %-26s %10s / %s\n", "express precision/recall",
+                       cell(ratio(tp_express, express), c1, sizeof(c1)),
+                       cell(ratio(tp_express, late), c2, sizeof(c2)));
                 printf("  %-26s %10" PRId64
                        " max, %zu region-hours, %zu full, %zu over\n",
                        "capacity used per hour", max_used, groups, full, over);
