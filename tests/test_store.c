@@ -80,6 +80,19 @@ Test(store, counters_coalesce_and_read_back)
                 cr_assert_eq(atoi(v), 41, "meta offset is %s", v);
                 free(v);
         }
+
+        /* Several MAX fields of one key in one batch: each keeps its own maximum. */
+        fls_batch_begin(b, "t", 0, 0);
+        e = fls_batch_entity(b, "u:1", 3);
+        fls_batch_setmax(b, e, "m", 4);
+        fls_batch_setmax(b, e, "m2", 9);
+        fls_batch_setmax(b, e, "m3", -2);
+        r = fls_batch_read(b, e, -1);
+        fls_batch_offsets(b, 41, 42, -1, 1000, 0);
+        apply1(st, b);
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "m", 0), 5, "kept the larger");
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "m2", 0), 9, "new field set");
+        cr_assert_eq(fls_hash_int(fls_batch_reply(b, r), "m3", 0), -2, "new field set");
         fls_batch_destroy(b);
         fls_store_destroy(st);
 }
@@ -345,6 +358,22 @@ Test(store, lists_keep_the_last_items_in_order)
         cr_assert_str_eq(h->fields[0], "b");
         cr_assert_str_eq(h->fields[1], "c");
         cr_assert_str_eq(h->fields[2], "d");
+
+        /* More pushes than one RPUSH carries: still in order. */
+        fls_batch_begin(b, "t", 6, 0);
+        e = fls_batch_entity(b, "u", 1);
+        for (int k = 0; k < 2500; k++) {
+                char v[16];
+                int n = snprintf(v, sizeof(v), "%d", k);
+                fls_batch_push(b, e, 1, v, (size_t)n);
+        }
+        r = fls_batch_read(b, e, 1);
+        fls_batch_offsets(b, 0, 1, -1, 0, 0);
+        apply1(st, b);
+        h = fls_batch_reply(b, r);
+        cr_assert_eq(h->n, 3);
+        cr_assert_str_eq(h->fields[0], "2497");
+        cr_assert_str_eq(h->fields[2], "2499");
         fls_batch_destroy(b);
         fls_store_destroy(st);
 }

@@ -27,9 +27,10 @@
  *   I key field delta                  HINCRBY
  *   F key field delta                  HINCRBYFLOAT
  *   S key field value                  HSET
- *   M key field value                  HSET if greater than the stored number
+ *   M key n field value...             HSET each field whose stored number is less
+ *                                      than value (or absent): one HMGET, one HSET
  *   E key ttl                          EXPIRE
- *   L key cap value                    RPUSH to a list, keep the last cap items
+ *   L key cap n value...               RPUSH n values to a list, keep the last cap
  *   K key add|take|give field ledger-key ref amount overflow ttl
  *                                      stock-like counter that never goes negative:
  *                                      take moves amount out if available (adding it
@@ -104,13 +105,20 @@ static const char apply_lua[] =
     "    if write then redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3]) end\n"
     "    i = i + 4\n"
     "  elseif op == 'M' then\n"
+    "    local cnt = tonumber(ARGV[i + 2])\n"
     "    if write then\n"
-    "      local cur = tonumber(redis.call('HGET', key, ARGV[i + 2]) or '')\n"
-    "      if cur == nil or cur < tonumber(ARGV[i + 3]) then\n"
-    "        redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])\n"
+    "      local fl, set = {}, {}\n"
+    "      for k = 1, cnt do fl[k] = ARGV[i + 1 + 2 * k] end\n"
+    "      local cur = redis.call('HMGET', key, unpack(fl))\n"
+    "      for k = 1, cnt do\n"
+    "        local c, v = tonumber(cur[k] or ''), ARGV[i + 2 + 2 * k]\n"
+    "        if c == nil or c < tonumber(v) then\n"
+    "          set[#set + 1] = fl[k]; set[#set + 1] = v\n"
+    "        end\n"
     "      end\n"
+    "      if #set > 0 then redis.call('HSET', key, unpack(set)) end\n"
     "    end\n"
-    "    i = i + 4\n"
+    "    i = i + 3 + 2 * cnt\n"
     "  elseif op == 'E' then\n"
     "    if write then redis.call('EXPIRE', key, ARGV[i + 2]) end\n"
     "    i = i + 3\n"
@@ -142,11 +150,12 @@ static const char apply_lua[] =
     "    end\n"
     "    i = i + 9\n"
     "  elseif op == 'L' then\n"
+    "    local cnt = tonumber(ARGV[i + 3])\n"
     "    if write then\n"
-    "      redis.call('RPUSH', key, ARGV[i + 3])\n"
+    "      redis.call('RPUSH', key, unpack(ARGV, i + 4, i + 3 + cnt))\n"
     "      redis.call('LTRIM', key, -tonumber(ARGV[i + 2]), -1)\n"
     "    end\n"
-    "    i = i + 4\n"
+    "    i = i + 4 + cnt\n"
     "  elseif op == 'R' or op == 'Q' then\n"
     "    reads[#reads + 1] = key\n"
     "    lists[#reads] = op == 'Q'\n"
@@ -950,13 +959,28 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         NUM("%" PRId64, o->i);
                         break;
                 case OP_INCR:
-                case OP_MAX:
-                        STR(o->kind == OP_INCR ? (o->post ? "i" : "I")
-                                               : (o->post ? "m" : "M"));
+                        STR(o->post ? "i" : "I");
                         NUM("%d", o->key + 2);
                         STR(o->field);
                         NUM("%" PRId64, o->i);
                         break;
+                case OP_MAX: {
+                        /* The key's MAX ops are adjacent (op_cmp), one per field after
+                         * coalesce: read and written with one command each. */
+                        size_t j = i + 1;
+                        while (j < b->nops && j - i < 1000 && b->ops[j].kind == OP_MAX &&
+                               b->ops[j].key == o->key && b->ops[j].post == o->post)
+                                j++;
+                        STR(o->post ? "m" : "M");
+                        NUM("%d", o->key + 2);
+                        NUM("%zu", j - i);
+                        for (; i < j; i++) {
+                                STR(b->ops[i].field);
+                                NUM("%" PRId64, b->ops[i].i);
+                        }
+                        i--; /* the loop's i++ moves past the group */
+                        break;
+                }
                 case OP_INCRF:
                         STR(o->post ? "f" : "F");
                         NUM("%d", o->key + 2);
@@ -982,12 +1006,23 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         NUM("%" PRId64, (int64_t)30 * 86400);
                         break;
                 }
-                case OP_PUSH:
+                case OP_PUSH: {
+                        /* A batch's pushes to one list are adjacent (op_cmp) and go
+                         * out as one RPUSH: two commands per list, not per item. The
+                         * group is bounded so that Lua's unpack has the stack for it. */
+                        size_t j = i + 1;
+                        while (j < b->nops && j - i < 1000 && b->ops[j].kind == OP_PUSH &&
+                               b->ops[j].key == o->key)
+                                j++;
                         STR("L");
                         NUM("%d", o->key + 2);
                         NUM("%" PRId64, st->fams[o->fam].f.window_ms);
-                        REF(0, o->sval, o->slen, NULL);
+                        NUM("%zu", j - i);
+                        for (; i < j; i++)
+                                REF(0, b->ops[i].sval, b->ops[i].slen, NULL);
+                        i--; /* the loop's i++ moves past the group */
                         break;
+                }
                 case OP_EXPIRE:
                         STR(o->post ? "e" : "E");
                         NUM("%d", o->key + 2);
