@@ -8,8 +8,15 @@
  *  - users' and stock features equal a count over the events file;
  *  - a consumer SIGKILLed several times mid-stream and restarted leaves every feature
  *    exactly as one clean pass would (exactly-once features).
+ * Under deploy/valgrind.sh ($FLS_VALGRIND set) every consumer runs under memcheck, 20-50x
+ * slower: each wait and the suite's time-out grow by fls_t_slowdown(), and the simulated
+ * sale is half as dense (sim_rate()). The four tests then take 9-14 min on 2 shared
+ * cores; at the normal density the first one alone needed over 5 min. What the tests
+ * assert is the same in both runs.
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <criterion/internal/ordered-set.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -38,6 +45,26 @@ static void teardown(void)
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 600);
 
+/* The suite's time-out is a constant, and Criterion's --timeout can only lower it; this
+ * hook runs in the runner process before any test is spawned, where the time-out of
+ * each test is read. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+        FOREACH_SET(struct criterion_suite_set * s, set->suites)
+        {
+                if (s->suite.data && s->suite.data->timeout > 0)
+                        s->suite.data->timeout *= fls_t_slowdown();
+        }
+}
+
+/* Baseline click events per simulated second. Under memcheck half the simulator's
+ * default: 29k click events instead of 58k for the full run, still 146 created
+ * shipments (decisions) and 95 of the first 100 users with views. */
+static const char *sim_rate(void)
+{
+        return fls_t_slowdown() > 1 ? "--sim.rate=250" : "--sim.rate=500";
+}
+
 static int64_t start_ts(void)
 {
         /* Ten minutes ago, on a minute boundary: inside input.max_future_ms and
@@ -54,9 +81,15 @@ static void simulate(const char *extra_duration, int64_t t0)
         snprintf(ts, sizeof(ts), "--sim.start_ts=%" PRId64, t0);
         snprintf(out, sizeof(out), "--sim.out_dir=%s/sim", env.dir);
         {
-                const char *args[] = {
-                    "simulate", "--sim.realtime=false", extra_duration,        ts,
-                    out,        "--sim.users=2000",     "--sim.progress_ms=0", NULL};
+                const char *args[] = {"simulate",
+                                      "--sim.realtime=false",
+                                      extra_duration,
+                                      ts,
+                                      out,
+                                      "--sim.users=2000",
+                                      sim_rate(),
+                                      "--sim.progress_ms=0",
+                                      NULL};
                 rc = fls_t_run(&env, &o, args);
         }
         free(o);
@@ -133,7 +166,7 @@ static long applied(const char *topic)
 static void wait_applied(const char *topic, long want)
 {
         long got = 0;
-        for (int i = 0; i < 3000 && (got = applied(topic)) < want; i++)
+        for (int i = 0; i < 3000 * fls_t_slowdown() && (got = applied(topic)) < want; i++)
                 usleep(100000);
         cr_assert_eq(got, want, "%s: %ld of %ld messages done", topic, got, want);
 }
@@ -141,6 +174,7 @@ static void wait_applied(const char *topic, long want)
 static void stop(pid_t pid)
 {
         kill(pid, SIGTERM);
+        /* fls_t_wait allows 10x under memcheck, which also checks leaks at exit. */
         cr_assert_eq(fls_t_wait(pid, 5000), 0, "consumer did not exit 0 within 5 s");
 }
 
@@ -335,15 +369,20 @@ Test(pipeline, full_run_features_and_decisions)
         const char *names[] = {"clickstream", "orders", "shipments"};
 
         simulate("--sim.duration_s=20", start_ts());
+        cr_assert_gt(created_shipments(), 0, "no shipment created: no decision to check");
         for (int i = 0; i < 3; i++)
                 c[i] = consume(names[i], NULL);
         wait_applied("clickstream", count_lines("clickstream.csv"));
         wait_applied("orders", count_lines("orders.csv"));
         wait_applied("shipments", count_lines("shipments.csv"));
-        /* SIGHUP reloads the models without a restart. */
+        /* SIGHUP reloads the models without a restart. Each consumer serves it between
+         * batches: wait for all three (under memcheck a reload takes seconds). */
         for (int i = 0; i < 3; i++)
                 kill(c[i], SIGHUP);
-        for (int i = 0; i < 100 && log_count("orders", "SIGHUP: models reloaded") == 0;
+        for (int i = 0; i < 100 * fls_t_slowdown() &&
+                        (log_count("orders", "SIGHUP: models reloaded") == 0 ||
+                         log_count("clickstream", "SIGHUP: models reloaded") == 0 ||
+                         log_count("shipments", "SIGHUP: models reloaded") == 0);
              i++)
                 usleep(50000);
         cr_assert_eq(log_count("orders", "SIGHUP: models reloaded"), 1);
@@ -369,7 +408,9 @@ Test(pipeline, sigkill_mid_stream_keeps_features_exact)
          * of the same consumer (same group, same Redis). */
         for (int k = 0; k < 3; k++) {
                 long at = want * (k + 1) / 5, got;
-                for (int i = 0; i < 3000 && (got = applied("clickstream")) < at; i++)
+                for (int i = 0;
+                     i < 3000 * fls_t_slowdown() && (got = applied("clickstream")) < at;
+                     i++)
                         usleep(20000);
                 kill(c, SIGKILL);
                 fls_t_wait(c, 5000);
@@ -393,7 +434,9 @@ Test(pipeline, two_instances_share_partitions_and_rebalance)
          * mid-stream and cooperative-sticky moves its partitions to the first. */
         a = consume_log("clickstream", "a", small);
         b = consume_log("clickstream", "b", small);
-        for (int i = 0; i < 1500 && log_count("b", "assigned clickstream") == 0; i++)
+        for (int i = 0;
+             i < 1500 * fls_t_slowdown() && log_count("b", "assigned clickstream") == 0;
+             i++)
                 usleep(20000);
         cr_assert_gt(log_count("b", "assigned clickstream"), 0, "b never got partitions");
         cr_assert_lt(applied("clickstream"), want, "the stream ended before b left");
@@ -419,7 +462,8 @@ Test(pipeline, redis_killed_and_restarted_mid_stream)
         c = consume("clickstream", small);
         for (int k = 0; k < 2; k++) {
                 long at = want * (k + 1) / 4;
-                for (int i = 0; i < 3000 && applied("clickstream") < at; i++)
+                for (int i = 0;
+                     i < 3000 * fls_t_slowdown() && applied("clickstream") < at; i++)
                         usleep(20000);
                 /* appendfsync everysec: the restarted Redis may have lost the last
                  * second of batches; the consumer must notice and replay them. */

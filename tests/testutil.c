@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +31,21 @@ static int free_port(void)
         if (fd >= 0)
                 close(fd);
         return port;
+}
+
+/* fork() whose child is SIGKILLed when the test process ends. A test that fails or hits
+ * its Criterion time-out must not leave a consumer behind: an orphan keeps retrying
+ * Redis forever, and under memcheck holds a core that the next test needs. */
+static pid_t fork_child(void)
+{
+        pid_t parent = getpid(), pid = fork();
+
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent) /* the parent died before prctl */
+                        _exit(125);
+        }
+        return pid;
 }
 
 static void sleep_ms(int ms)
@@ -79,7 +95,7 @@ int fls_t_redis_start(fls_tenv_t *env)
                 env->redis_port = free_port();
         snprintf(port, sizeof(port), "%d", env->redis_port);
         snprintf(log, sizeof(log), "%s/redis.log", env->dir);
-        pid = fork();
+        pid = fork_child();
         if (pid == 0) {
                 execlp("redis-server", "redis-server", "--port", port, "--bind",
                        "127.0.0.1", "--dir", env->dir, "--appendonly", "yes",
@@ -117,7 +133,7 @@ int fls_t_broker_start(fls_tenv_t *env, int partitions)
                  env->dir);
         snprintf(parts, sizeof(parts), "--topic.partitions=%d", partitions);
         snprintf(file, sizeof(file), "--broker.bootstrap_file=%s", env->bootstrap_file);
-        pid = fork();
+        pid = fork_child();
         if (pid == 0) {
                 char log[320];
                 snprintf(log, sizeof(log), "%s/broker.log", env->dir);
@@ -200,7 +216,7 @@ pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args)
                 }
         }
         argv[n] = NULL;
-        pid = fork();
+        pid = fork_child();
         if (pid == 0) {
                 if (logfile &&
                     (!freopen(logfile, "a", stdout) || !freopen(logfile, "a", stderr)))
@@ -211,12 +227,18 @@ pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args)
         return pid;
 }
 
+int fls_t_slowdown(void)
+{
+        const char *tool = getenv("FLS_VALGRIND");
+
+        return tool && *tool ? 10 : 1; /* memcheck runs a consumer ~10-50x slower */
+}
+
 int fls_t_wait(pid_t pid, int timeout_ms)
 {
         int st;
 
-        if (getenv("FLS_VALGRIND") && *getenv("FLS_VALGRIND"))
-                timeout_ms *= 10; /* memcheck runs a consumer ~10-50x slower */
+        timeout_ms *= fls_t_slowdown();
         for (int waited = 0;; waited += 20) {
                 pid_t r = waitpid(pid, &st, WNOHANG);
                 if (r == pid)
@@ -241,7 +263,7 @@ int fls_t_run(fls_tenv_t *env, char **out, const char *const *args)
         int rc;
 
         snprintf(path, sizeof(path), "%s/run.%d.out", env->dir, rand());
-        pid = fork();
+        pid = fork_child();
         if (pid == 0) {
                 /* stdout to the capture file, stderr to the test's stderr */
                 if (!freopen(path, "w", stdout))

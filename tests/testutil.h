@@ -37,8 +37,11 @@ void fls_t_fini(fls_tenv_t *env);
 /* Starts the flashstream binary with the common flags (bootstrap file, redis port)
  * followed by args (NULL-terminated); stdout and stderr go to logfile. */
 pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args);
-/* Waits up to timeout_ms; returns the exit status, 128+signal, or -1 on time-out (the
- * process is then killed). */
+/* How many times longer every wait of a suite should be: 10 when $FLS_VALGRIND is set
+ * (deploy/valgrind.sh: memcheck runs a consumer 20-50x slower), 1 otherwise. */
+int fls_t_slowdown(void);
+/* Waits up to timeout_ms times fls_t_slowdown(); returns the exit status, 128+signal,
+ * or -1 on time-out (the process is then killed). */
 int fls_t_wait(pid_t pid, int timeout_ms);
 /* Runs to completion and captures stdout (malloc'ed, NUL-terminated) */
 int fls_t_run(fls_tenv_t *env, char **out, const char *const *args);
