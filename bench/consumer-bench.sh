@@ -32,7 +32,10 @@
 #           per latency run, default 30; short 12), FLS_BENCH_PHASES (default
 #           "throughput hot latency rss"), FLS_BENCH_APPS (default all three),
 #           FLS_BUILD (build folder, default build), FLS_BENCH_WAIT_QUIET=N (wait up
-#           to N s for load < 1 before each measurement; default 0: just log it).
+#           to N s for load < 1 before each measurement; default 0: just log it),
+#           FLS_BENCH_LAT_OPTS (options for the latency runs: kafka.* ones go to the
+#           simulator, the consumer and the probe, the others to the consumer; e.g.
+#           "--batch.max_ms=5 --kafka.fetch.wait.max.ms=2").
 # Costs: one stack at a time (redis + broker, up to ~1 GB for the mock's logs), two
 # cores busy during the runs; the RSS run lasts 10M / (consumer rate) seconds.
 set -euo pipefail
@@ -58,6 +61,11 @@ fi
 PHASES=${FLS_BENCH_PHASES:-throughput hot latency rss}
 read -r -a APPS <<<"${FLS_BENCH_APPS:-clickstream orders shipments}"
 WAIT_QUIET=${FLS_BENCH_WAIT_QUIET:-0}
+read -r -a LAT_OPTS <<<"${FLS_BENCH_LAT_OPTS:-}"
+LAT_KAFKA=()
+for o in "${LAT_OPTS[@]}"; do
+        case $o in --kafka.*) LAT_KAFKA+=("$o") ;; esac
+done
 # The mock keeps ~5 MiB per partition; a click event is ~120 bytes on the wire.
 PARTS=$(((EVENTS * 130 / (4 * 1024 * 1024)) + 8))
 [ "$PARTS" -lt 12 ] && PARTS=12
@@ -191,7 +199,7 @@ measure() {
 # reaches the future (input.max_future_ms).
 T_OLD=$(((($(date +%s) - 6 * 3600) / 60) * 60000))
 T_OLD_B=$((T_OLD + 3 * 3600000))
-log "consumer-bench: $RUN; events $EVENTS, reps $REPS, partitions $PARTS, phases: $PHASES"
+log "consumer-bench: $RUN; events $EVENTS, reps $REPS, partitions $PARTS, phases: $PHASES${LAT_OPTS[*]:+, latency options: ${LAT_OPTS[*]}}"
 log "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A RATE CEILR CCPU RCPU COUNT
 : >"$RUN/loads"
@@ -299,14 +307,14 @@ if [[ " $PHASES " == *" latency "* ]]; then
                         for ((rep = 1; rep <= REPS; rep++)); do
                                 name="lat-$app-$pctl-$rep"
                                 stack_up "$name" 12
-                                start_consumer "$app" "bench-$name" "$name"
+                                start_consumer "$app" "bench-$name" "$name" "${LAT_OPTS[@]}"
                                 for _ in $(seq 300); do
                                         grep -q "assigned $app" "$RUN/$name.log" 2>/dev/null && break
                                         sleep 0.1
                                 done
                                 "$LATB" --bootstrap.file="$BOOTSTRAP_FILE" --bench.topic="${OUT[$app]}" \
                                         --bench.subject="${OUT[$app]}-value" --bench.idle_s=4 \
-                                        --bench.max_s=$((LAT_S + 300)) >"$RUN/$name.out" 2>>"$RUN/latency.log" &
+                                        --bench.max_s=$((LAT_S + 300)) "${LAT_KAFKA[@]}" >"$RUN/$name.out" 2>>"$RUN/latency.log" &
                                 lpid=$!
                                 sleep 2
                                 quiet "latency $app at $pctl% rep $rep"
@@ -314,7 +322,7 @@ if [[ " $PHASES " == *" latency "* ]]; then
                                 # lat_opts first: the rate asked for must win over set B's.
                                 sline=$("$BIN" simulate "${lat_opts[@]}" --sim.realtime=true --sim.spike=1 \
                                         --sim.rate="$simrate" --sim.duration_s="$LAT_S" --sim.seed="$rep" \
-                                        --sim.progress_ms=0 --bootstrap.file="$BOOTSTRAP_FILE" 2>&1 |
+                                        --sim.progress_ms=0 --bootstrap.file="$BOOTSTRAP_FILE" "${LAT_KAFKA[@]}" 2>&1 |
                                         tee -a "$RUN/simulate.log" | grep '"msg":"done ') || true
                                 sim_s=$((SECONDS - t_sim))
                                 # The probe stops 4 s after the last decision; a consumer

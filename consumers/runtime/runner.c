@@ -1082,9 +1082,17 @@ int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *s
                 return 1;
         }
         while (!*stop && !r.fatal) {
-                ssize_t n = rd_kafka_consume_batch_queue(r.queue, r.max_ms, r.msgs,
-                                                         (size_t)r.max_msgs);
+                /* Waits only for the first message, then takes what is queued: the
+                 * batch is what arrived while the last one was processed, so it grows
+                 * with the load and an event never waits for a batch to fill. */
+                ssize_t n = rd_kafka_consume_batch_queue(r.queue, r.max_ms, r.msgs, 1);
                 size_t good = 0;
+                if (n == 1 && r.max_msgs > 1) {
+                        ssize_t more = rd_kafka_consume_batch_queue(
+                            r.queue, 0, r.msgs + 1, (size_t)r.max_msgs - 1);
+                        if (more > 0)
+                                n += more;
+                }
                 if (n < 0) {
                         fls_log(FLS_LOG_ERROR, "runner", "consume: %s",
                                 rd_kafka_err2str(rd_kafka_last_error()));

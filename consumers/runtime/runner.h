@@ -4,13 +4,14 @@
  * domain: a consumer is an fls_app_t (a table of callbacks) that says which features an
  * event changes and which decisions a batch makes.
  *
- * Per micro-batch (batch.max_messages or batch.max_ms): decode and check every message
- * (bad ones go to <topic><dlq_suffix> with the reason in headers), let the app queue
- * its feature updates, send each partition's updates with its offsets as one script as
- * soon as they are queued (Redis runs it while the next partitions are prepared and
- * the earlier ones decided), let the app decide on each reply as it arrives, produce
- * the decisions, flush, and only then record the batch as emitted and store the Kafka
- * offsets.
+ * Per micro-batch (what is queued once its first message arrives, up to
+ * batch.max_messages): decode and check every message (bad ones go to
+ * <topic><dlq_suffix> with the reason in headers),
+ * let the app queue its feature updates, send each partition's updates with its offsets
+ * as one script as soon as they are queued (Redis runs it while the next partitions are
+ * prepared and the earlier ones decided), let the app decide on each reply as it arrives,
+ * produce the decisions, flush, and only then record the batch as emitted and store the
+ * Kafka offsets.
  */
 #ifndef FLS_RUNNER_H
 #define FLS_RUNNER_H

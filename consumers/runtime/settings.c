@@ -51,7 +51,9 @@ const fls_conf_def_t fls_settings_conf[] = {
     {"batch.max_messages", FLS_CONF_INT, "2000", 1, 100000,
      "Most messages in one micro-batch.", CONSUME},
     {"batch.max_ms", FLS_CONF_INT, "20", 1, 10000,
-     "Longest wait to fill a micro-batch, in ms.", CONSUME},
+     "Longest wait for a micro-batch's first message, in ms; the batch then takes "
+     "what is already queued, up to batch.max_messages.",
+     CONSUME},
     {"window.lateness_ms", FLS_CONF_INT, "60000", 0, 86400000,
      "Allowed lateness: an event older than its partition's watermark by more than this "
      "is counted as late and left out of the windows (lifetime counters still apply).",
