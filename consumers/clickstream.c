@@ -312,7 +312,7 @@ struct ov {
         int npre;
         uint64_t pre_touch, sweep_seen;
         int64_t sw_off, sw_ts, s_sw_off, s_sw_ts;
-        /* 'k' */
+        /* 'k': an array of the pool (see trpool), only while the poll holds it */
         struct trv *tr;
         size_t ntr, tr_cap;
         /* 'p' */
@@ -385,6 +385,16 @@ typedef struct {
         size_t map_cap;
         struct ov *ov;
         size_t nov, ov_cap;
+        /* Category view arrays (ov 'k'), ~20 kB each: a category entry takes one for
+         * the poll and ov_reset gives it back, so there are as many as the most
+         * categories one poll held (<= partitions x categories). Kept in the slots
+         * instead, every slot a category ever landed on kept its array: memory
+         * crept towards ov_cap x 20 kB (42 MiB after 1.1M events, RSS run). */
+        struct trbuf {
+                struct trv *v;
+                size_t cap;
+        } * trpool;
+        size_t ntrpool, trpool_cap;
         int *ovix; /* open addressing over ov */
         size_t ovix_cap;
         uint64_t ov_poll, nbatch;
@@ -394,7 +404,8 @@ typedef struct {
         fls_click_write_t *wout;
         size_t nwr, nwr_snap, wr_cap, wout_cap;
         char *wtext;
-        size_t wtext_len, wtext_cap;
+        /* wtext_snap: wtext_len at nwr_snap, where each claim round starts again */
+        size_t wtext_len, wtext_snap, wtext_cap;
         char *sbuf; /* a snapshot being formatted */
         size_t sbuf_cap;
         /* Field names of set members: the store keeps the pointers until the apply,
@@ -475,6 +486,9 @@ static void destroy(void *app)
         free(c->map);
         for (size_t i = 0; i < c->ov_cap; i++)
                 free(c->ov[i].tr);
+        for (size_t i = 0; i < c->ntrpool; i++)
+                free(c->trpool[i].v);
+        free(c->trpool);
         free(c->ov);
         free(c->ovix);
         free(c->text);
@@ -1067,6 +1081,18 @@ static uint64_t hash_str(int32_t partition, char kind, const char *s, size_t len
 
 static void ov_reset(clickstream_t *c)
 {
+        /* The poll's category arrays go back to the pool (it grows only past its
+         * high-water mark, i.e. almost never). */
+        for (size_t i = 0; i < c->nov; i++) {
+                struct ov *o = &c->ov[i];
+                if (!o->tr)
+                        continue;
+                c->trpool =
+                    grow(c->trpool, &c->trpool_cap, c->ntrpool + 1, sizeof(*c->trpool));
+                c->trpool[c->ntrpool++] = (struct trbuf){o->tr, o->tr_cap};
+                o->tr = NULL;
+                o->tr_cap = 0;
+        }
         c->nov = 0;
         if (c->ovix)
                 memset(c->ovix, 0xff, c->ovix_cap * sizeof(*c->ovix));
@@ -1112,18 +1138,18 @@ static int ov_get(clickstream_t *c, int32_t partition, char kind, size_t key, si
                 struct ov *no = realloc(c->ov, cap * sizeof(*no));
                 if (!no)
                         abort();
-                /* tr arrays are kept from poll to poll: new slots start empty */
+                /* new slots start empty: destroy() frees every slot's array */
                 memset(no + c->ov_cap, 0, (cap - c->ov_cap) * sizeof(*no));
                 c->ov = no;
                 c->ov_cap = cap;
         }
+        /* Slots past nov hold no array (ov_reset took them back): memset loses none. */
         o = &c->ov[c->nov];
-        {
-                struct trv *tr = o->tr;
-                size_t trc = o->tr_cap;
-                memset(o, 0, sizeof(*o));
-                o->tr = tr;
-                o->tr_cap = trc;
+        memset(o, 0, sizeof(*o));
+        if (kind == 'k' && c->ntrpool > 0) {
+                c->ntrpool--;
+                o->tr = c->trpool[c->ntrpool].v;
+                o->tr_cap = c->trpool[c->ntrpool].cap;
         }
         o->partition = partition;
         o->kind = kind;
@@ -1975,6 +2001,7 @@ static void snapshot_writes(clickstream_t *c)
                 }
         }
         c->nwr_snap = c->nwr;
+        c->wtext_snap = c->wtext_len;
 }
 
 /* ---- policy ----------------------------------------------------------------- */
@@ -2180,7 +2207,11 @@ static void policy_pass(clickstream_t *c)
                 u->ncamp = u->s_ncamp;
                 memcpy(u->camps, u->s_camps, sizeof(u->camps));
         }
+        /* The text of the writes dropped goes too: each claim round used to append
+         * every touched user's snapshot again (~3 kB each), and wtext kept the
+         * high-water mark of the batch with the most refusals. */
         c->nwr = c->nwr_snap;
+        c->wtext_len = c->wtext_snap;
         c->nrem = 0;
         for (size_t k = 0; k < c->norder; k++) {
                 struct pending *p = &c->pend[c->order[k]];
@@ -2226,7 +2257,7 @@ int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errs
                         c->order[n++] = i;
         c->norder = n;
         c->nwr = c->nwr_snap = 0;
-        c->wtext_len = 0;
+        c->wtext_len = c->wtext_snap = 0;
         c->nrem = 0;
         c->pre_reply = NULL;
         if (n == 0)

@@ -43,6 +43,13 @@ rd_kafka_conf_t *fls_kafka_conf(const fls_conf_t *conf, fls_kafka_role_t role,
 {
         static const char *const consumer_defaults[][2] = {
             {"queued.min.messages", "1000000"},
+            /* librdkafka's default (65536 kB of payload for the whole consumer queue)
+             * let a lagging consumer prefetch a whole backlog: ~290 MiB of fetch
+             * buffers and per-message ops in the broker threads' malloc arenas,
+             * which glibc keeps resident after the queue drains (clickstream RSS
+             * run, bench/README.md). 8 MB is ~70k click events, seconds of work at
+             * the consumers' rates; a fetch may overshoot it by fetch.max.bytes. */
+            {"queued.max.messages.kbytes", "8192"},
             {"fetch.wait.max.ms", "10"},
             {"partition.assignment.strategy", "cooperative-sticky"},
             {"enable.auto.offset.store", "false"},
