@@ -43,13 +43,18 @@ rd_kafka_conf_t *fls_kafka_conf(const fls_conf_t *conf, fls_kafka_role_t role,
 {
         static const char *const consumer_defaults[][2] = {
             {"queued.min.messages", "1000000"},
-            /* librdkafka's default (65536 kB of payload for the whole consumer queue)
-             * let a lagging consumer prefetch a whole backlog: ~290 MiB of fetch
-             * buffers and per-message ops in the broker threads' malloc arenas,
-             * which glibc keeps resident after the queue drains (clickstream RSS
-             * run, bench/README.md). 8 MB is ~70k click events, seconds of work at
-             * the consumers' rates; a fetch may overshoot it by fetch.max.bytes. */
-            {"queued.max.messages.kbytes", "8192"},
+            /* The prefetch queue's cap, payload bytes for the whole consumer queue.
+             * It costs several times its size in the broker threads' malloc arenas
+             * (an op per message, the fetch buffers, overshoot by one fetch),
+             * and glibc keeps that resident after the queue drains; measured on the
+             * clickstream RSS run: 65536 (librdkafka's default) ~290 MiB, 32768
+             * ~230 MiB, 8192 ~100 MiB. But a full queue stops fetching until the
+             * broker thread next wakes (2.0.2 has no fetch.queue.backoff.ms), so a
+             * fast reader is held to a rate proportional to the cap: the ceiling
+             * probe (bench_ceiling, 1M events) took 3.1x as long at 8192, 1.5x at
+             * 16384 and no longer at 32768, the smallest cap tried that did not slow
+             * it (issue 7's speed target is half that probe's rate). */
+            {"queued.max.messages.kbytes", "32768"},
             {"fetch.wait.max.ms", "10"},
             {"partition.assignment.strategy", "cooperative-sticky"},
             {"enable.auto.offset.store", "false"},
