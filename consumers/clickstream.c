@@ -52,7 +52,7 @@
  *                  action was held back): -(first offset); pre (see p:pre) and irem
  *                  "offset ts" (the inactive sweep at that trigger reminded the user)
  *   u:<user>:act   1-minute buckets of each event type (windows 1, 5, 30 minutes)
- *   v:<user>       s<sku>, c<category> viewed, b<sku> bought: -(first offset)
+ *   b:<user>       b<sku> bought: -(first offset)
  *   s:<sku>        lifetime counts; s:<sku>:sku 1-minute buckets of views, cart adds and
  *                  purchases (10 minutes): per-minute counts, 5-minute conversion,
  *                  trend = last minute / mean minute of the last 10
@@ -242,7 +242,7 @@ struct pending {
         int64_t cents, qty;
         uint32_t sess; /* session id hash, 0: none */
         size_t user, user_len, sku, sku_len, camp, camp_len, cat, cat_len; /* in text */
-        int r_user, r_act, r_seen, r_all, r_allring, r_sku, r_cat, r_jrn;
+        int r_user, r_act, r_bought, r_all, r_allring, r_sku, r_cat, r_jrn;
         int ov_user;     /* overlay entry of the user */
         int ov_cat;      /* ... of the category (views), -1 */
         size_t tr_pos;   /* the category's views up to this event */
@@ -958,7 +958,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->camp_len = cplen;
         p->cat = keep(c, cat, clen);
         p->cat_len = type == VIEW ? clen : 0;
-        p->r_sku = p->r_cat = p->r_jrn = p->r_pre = -1;
+        p->r_sku = p->r_cat = p->r_jrn = p->r_pre = p->r_bought = -1;
 
         u = fls_batch_entity(b, ent, put_key(ent, 'u', user, ulen));
         fls_batch_incr(b, u, lifetime[type], 1);
@@ -984,18 +984,17 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         p->r_user = fls_batch_read(b, u, -1);
         p->r_act = fls_batch_read(b, u, FAM_ACT);
 
-        /* Set members hold -(first offset): membership as of any offset. */
-        vs = fls_batch_entity(b, ent, put_key(ent, 'v', user, ulen));
-        if (type == VIEW) {
-                fls_batch_setmax(b, vs, field_keep(c, 's', sku, slen), -ev->offset);
-                if (clen)
-                        fls_batch_setmax(b, vs, field_keep(c, 'c', cat, clen),
+        /* Set members hold -(first offset): membership as of any offset. Only a
+         * view with a category can recommend, so only it reads the set. */
+        if (type == PURCHASE || (type == VIEW && clen)) {
+                vs = fls_batch_entity(b, ent, put_key(ent, 'b', user, ulen));
+                if (type == PURCHASE)
+                        fls_batch_setmax(b, vs, field_keep(c, 'b', sku, slen),
                                          -ev->offset);
-        } else if (type == PURCHASE) {
-                fls_batch_setmax(b, vs, field_keep(c, 'b', sku, slen), -ev->offset);
+                fls_batch_expire(b, vs, c->user_ttl_s);
+                if (type == VIEW)
+                        p->r_bought = fls_batch_read(b, vs, -1);
         }
-        fls_batch_expire(b, vs, c->user_ttl_s);
-        p->r_seen = fls_batch_read(b, vs, -1);
 
         pa = fls_batch_entity(b, "p:all", 5);
         if (p->in_sale)
@@ -1417,14 +1416,6 @@ static void ring_sums(const fls_hash_t *h, int fam, int64_t ref_ts, const int64_
 }
 
 /* Members with prefix whose first offset is at or before `offset`. */
-static int64_t count_prefix(const fls_hash_t *h, char prefix, int64_t offset)
-{
-        int64_t n = 0;
-        for (size_t i = 0; h && i < h->n; i++)
-                n += h->fields[i][0] == prefix && -num(h->values[i]) <= offset;
-        return n;
-}
-
 static int member(const fls_hash_t *h, const char *field, int64_t offset)
 {
         const char *v = h ? fls_hash_get(h, field) : NULL;
@@ -1572,7 +1563,7 @@ static void trending(clickstream_t *c, const struct pending *p, fls_click_feat_t
         size_t nc = 0, from;
         double best[FLS_CLICK_MAX_RECO] = {0};
         const struct ov *o = &c->ov[p->ov_cat];
-        const fls_hash_t *seen = fls_batch_reply(p->batch, p->r_seen);
+        const fls_hash_t *bought = fls_batch_reply(p->batch, p->r_bought);
 
         f->nreco = 0;
         from = p->tr_pos > TRENDING_VIEWS ? p->tr_pos - TRENDING_VIEWS : 0;
@@ -1609,7 +1600,7 @@ static void trending(clickstream_t *c, const struct pending *p, fls_click_feat_t
                 key[0] = 'b'; /* len < 63 */
                 memcpy(key + 1, sk, cand[k].len);
                 key[cand[k].len + 1] = '\0';
-                if (member(seen, key, p->offset))
+                if (member(bought, key, p->offset))
                         continue; /* already bought */
                 /* Insert into the top list (descending trend, then first seen). */
                 for (slot = f->nreco; slot > 0 && best[slot - 1] < trend; slot--)
@@ -1638,7 +1629,6 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         fls_batch_t *b = p->batch;
         const fls_hash_t *uh = fls_batch_reply(b, p->r_user);
         const fls_hash_t *act = fls_batch_reply(b, p->r_act);
-        const fls_hash_t *seen = fls_batch_reply(b, p->r_seen);
         const fls_hash_t *all = fls_batch_reply(b, p->r_all);
         const fls_hash_t *allr = fls_batch_reply(b, p->r_allring);
         const fls_hash_t *sk = p->r_sku >= 0 ? fls_batch_reply(b, p->r_sku) : NULL;
@@ -1757,11 +1747,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 f->part_conv_5m = carts > 0 ? (double)buys / (double)carts : 0;
         }
 
-        /* 2. Set membership by first offset. */
-        f->distinct_skus = count_prefix(seen, 's', p->offset);
-        f->distinct_cats = count_prefix(seen, 'c', p->offset);
-
-        /* 3. Snapshots advanced through the poll. */
+        /* 2. Snapshots advanced through the poll. */
         p->ov_user = ov_get(c, p->partition, 'u', p->user, p->user_len, &fresh);
         u = &c->ov[p->ov_user];
         if (fresh) {

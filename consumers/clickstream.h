@@ -36,9 +36,8 @@ typedef struct fls_click_feat {
         int64_t cart_items;           /* units, >= 0 */
         int64_t session_start; /* earliest event time of the user's current session */
         int64_t session_len_ms;
-        int64_t distinct_skus, distinct_cats; /* viewed up to the event */
-        int64_t since_last_ms;                /* -1: first event seen */
-        int64_t since_purchase_ms;            /* -1: never bought */
+        int64_t since_last_ms;     /* -1: first event seen */
+        int64_t since_purchase_ms; /* -1: never bought */
         double avg_view_price;
         int price_band;    /* 0: <20, 1: <50, 2: <100, 3: <250, 4: more; -1: no view */
         int64_t pre_views; /* views outside any campaign (before the sale) */

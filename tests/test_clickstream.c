@@ -329,8 +329,8 @@ static void run_batches(h_t *h, const ev_t *evs, const size_t *cuts, size_t ncut
 
 typedef struct {
         int64_t n[6], w1[6], w5[6], w30[6], cart_items, pre_views, since_last_ms,
-            since_purchase_ms, distinct_skus, distinct_cats, session_start, sku_view_1m,
-            sku_cart_1m, sku_purchase_1m, sale_start;
+            since_purchase_ms, session_start, sku_view_1m, sku_cart_1m, sku_purchase_1m,
+            sale_start;
         double cart_value, avg_view_price, sku_conv_5m, part_conv_5m;
 } want_t;
 
@@ -388,17 +388,8 @@ static void oracle(const ev_t *evs, size_t n, size_t i, const int *late, want_t 
                 if (x->type == PURCHASE && x->ts > last_buy)
                         last_buy = x->ts;
                 if (x->type == VIEW) {
-                        int dup_s = 0, dup_c = 0;
                         pv += llround(x->price * 100);
                         w->pre_views += !x->camp[0];
-                        for (size_t k = 0; k < j; k++) {
-                                if (!same(evs[k].user, e->user) || evs[k].type != VIEW)
-                                        continue;
-                                dup_s |= same(evs[k].sku, x->sku);
-                                dup_c |= same(evs[k].cat, x->cat);
-                        }
-                        w->distinct_skus += !dup_s;
-                        w->distinct_cats += !dup_c && x->cat[0];
                 }
                 /* the user's current session: a new id starts it again */
                 if (sess && same(sess, x->session)) {
@@ -455,10 +446,6 @@ static void check_features(const h_t *h, const ev_t *evs, size_t n, const char *
                              "%s: event %zu since_last", what, i);
                 cr_assert_eq(f->since_purchase_ms, w.since_purchase_ms,
                              "%s: event %zu since_purchase", what, i);
-                cr_assert_eq(f->distinct_skus, w.distinct_skus, "%s: event %zu skus",
-                             what, i);
-                cr_assert_eq(f->distinct_cats, w.distinct_cats, "%s: event %zu cats",
-                             what, i);
                 cr_assert_eq(f->session_start, w.session_start, "%s: event %zu session",
                              what, i);
                 if (evs[i].sku[0]) {
