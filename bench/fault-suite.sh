@@ -360,12 +360,33 @@ rebal=$(cat "$RUN"/fault/click-*.log | grep -c '"msg":"assigned clickstream' || 
 # ---- checks ------------------------------------------------------------------
 C=$RUN/check
 mkdir -p "$C"
+# A clickstream user's history (u:<user>:h) is a list that deferred pushes append to:
+# a replay over recorded writes pushes copies of entries it holds, which its reader
+# skips (consumers/clickstream.c, load_user). Compared as the reader sees it: copies
+# (an offset at or below one already seen) left out, then the last 16 entries (the
+# LSTM's sequence; the last one holds the user's state), renumbered.
+hist_view() {
+        awk -F'\t' 'BEGIN { OFS = "\t" }
+        function flush(   k, from) {
+                from = n > 16 ? n - 16 : 0
+                for (k = from; k < n; k++) print key, "[" (k - from) "]", item[k]
+                n = 0; key = ""
+        }
+        $1 ~ /^fs:\{clickstream\.[0-9]+\}:u:.*:h$/ && $2 ~ /^\[[0-9]+\]$/ {
+                if ($1 != key) { flush(); key = $1; max = "" }
+                split($3, a, " ")
+                if (max != "" && a[1] + 0 <= max) next
+                max = a[1] + 0; item[n++] = $3; next
+        }
+        { if (key != "") flush(); print }
+        END { if (key != "") flush() }'
+}
 for s in clean fault; do
         stack_env "$s"
         # Partition state (everything under a {topic.partition} tag) and global counters.
         # (The pattern also matches capacity counters "fs:{dispatch.r3.4988}": those
         # are global, checked below, and left out here.)
-        "$CHECK" dump 127.0.0.1 "$REDIS_PORT" 'fs:{*.[0-9]*}:*' |
+        "$CHECK" dump 127.0.0.1 "$REDIS_PORT" 'fs:{*.[0-9]*}:*' | hist_view |
                 grep -v -e '^fs:{dispatch\.' -e '^fs:{budget:' | LC_ALL=C sort >"$C/$s.state"
         "$CHECK" dump 127.0.0.1 "$REDIS_PORT" 'fs:{budget:*' | LC_ALL=C sort >"$C/$s.budget"
         "$CHECK" dump 127.0.0.1 "$REDIS_PORT" 'fs:{dispatch.*' | LC_ALL=C sort >"$C/$s.capacity"

@@ -17,9 +17,9 @@
  *      partition's last JOURNAL_CAP events, offset-tagged) supplies the rest, read
  *      only by read-only batches. This is why batch.max_messages may not exceed
  *      JOURNAL_CAP (checked at init).
- *   2. Set membership (SKUs and categories viewed, SKUs bought): the field holds minus
- *      the offset of the first event that set it (a max of negatives is a min), so
- *      "as of offset o" is "value >= -o".
+ *   2. Set membership (SKUs bought): the field holds minus the offset of the first
+ *      event that set it (a max of negatives is a min), so "as of offset o" is
+ *      "value >= -o".
  *   3. What is neither (the user's last events for the LSTM, previous event and last
  *      purchase time, the session's start, the category's last views for trending,
  *      the partition's learned sale start, the decision state of caps): a snapshot per
@@ -29,29 +29,31 @@
  *      event in memory through one poll (the overlay: a poll can hold a read-only
  *      batch and a new one of the same partition, and the first one's deferred
  *      writes land only with the next poll). Snapshots are SET/MAX, so a script
- *      applied twice (a lost reply, retried) changes nothing. Snapshots are
- *      lists of offset-tagged events (with the state after each) and are read as
- *      of the entity's first event of the poll, leaving out what is at or after
- *      it: a stopping runner records the deferred writes of its last batch without
- *      moving "emitted" (its teardown keeps the mark it had), so the restart can
- *      replay events a snapshot already holds. They hold more than the features
- *      read (UH, TR_KEEP, SALE_CH) so that the step back is exact, and being
- *      functions of the input alone they are the same for any batching. The
- *      decision marks (coupon, reminder, cap) hold minus the first offset, like
- *      set members, for the same reason.
+ *      applied twice (a lost reply, retried) changes nothing, except the user's
+ *      history, a list each batch appends to: its reader skips the copies that a
+ *      script applied twice or a replay pushes. Snapshots are lists of
+ *      offset-tagged events (with the state after each) and are read as of the
+ *      entity's first event of the poll, leaving out what is at or after it: a
+ *      stopping runner records the deferred writes of its last batch without moving
+ *      "emitted" (its teardown keeps the mark it had), so the restart can replay
+ *      events a snapshot already holds. They hold more than the features read (UH,
+ *      TR_KEEP, SALE_CH) so that the step back is exact, and being functions of the
+ *      input alone they are the same for any batching. The decision marks (coupon,
+ *      reminder, cap) hold minus the first offset, like set members, for the same
+ *      reason.
  *
  * Keys (all under the partition's hash tag, see store.h):
  *   u:<user>       n_<type> lifetime counts, last_ts, last_sku, cart_c / cart_n (cart
  *                  value in cents and units: + on add, - on remove and purchase), pv_c
  *                  (sum of viewed prices, cents), pre_views (views without a campaign),
- *                  last_buy_ts; snapshot h ("3 n" then the last UH events "offset
- *                  type ts cents sku_id sale" each with the state after it
- *                  "last_buy session start act_ts", act_ts the event time of the
- *                  last action); decision state act_ts (MAX), cpn:<campaign>
+ *                  last_buy_ts; decision state act_ts (MAX), cpn:<campaign>
  *                  (a coupon of it was sent), rem (a reminder was sent), capped (an
  *                  action was held back): -(first offset); pre (see p:pre) and irem
  *                  "offset ts" (the inactive sweep at that trigger reminded the user)
  *   u:<user>:act   1-minute buckets of each event type (windows 1, 5, 30 minutes)
+ *   u:<user>:h     list, the user's last UH events "offset type ts cents sku_id sale"
+ *                  each with the state after it "last_buy session start act_ts",
+ *                  act_ts the event time of the last action (see load_user)
  *   b:<user>       b<sku> bought: -(first offset)
  *   s:<sku>        lifetime counts; s:<sku>:sku 1-minute buckets of views, cart adds and
  *                  purchases (10 minutes): per-minute counts, 5-minute conversion,
@@ -223,12 +225,13 @@ static const char *const sku_feats[] = {"view", "cart_add", "purchase", NULL};
 #define SALE_CH 8
 /* Entries kept in a user's record for the inactive sweep (see p:pre). */
 #define PRE_KEEP 4
-enum { FAM_ACT, FAM_SKU, FAM_JRN };
+enum { FAM_ACT, FAM_SKU, FAM_JRN, FAM_HIST };
 /* act and sku first: tools/features.c reads them by index. */
 static const fls_family_t families[] = {
     {"act", 60000, 30 * 60000, types, 0},
     {"sku", 60000, 10 * 60000, sku_feats, 0},
     {"j", 0, JOURNAL_CAP, NULL, 3600},
+    {"h", 0, UH, NULL, -1}, /* TTL: clickstream.user_ttl_s, with each push */
     {NULL, 0, 0, NULL, 0},
 };
 static const char *const kind_names[] = {"coupon", "reminder", "recommendation"};
@@ -242,7 +245,7 @@ struct pending {
         int64_t cents, qty;
         uint32_t sess; /* session id hash, 0: none */
         size_t user, user_len, sku, sku_len, camp, camp_len, cat, cat_len; /* in text */
-        int r_user, r_act, r_bought, r_all, r_allring, r_sku, r_cat, r_jrn;
+        int r_user, r_act, r_hist, r_bought, r_all, r_allring, r_sku, r_cat, r_jrn;
         int ov_user;     /* overlay entry of the user */
         int ov_cat;      /* ... of the category (views), -1 */
         size_t tr_pos;   /* the category's views up to this event */
@@ -295,6 +298,9 @@ struct ov {
         /* 'u' */
         struct uent hist[UH]; /* the user's last UH events, oldest first */
         int nh;
+        /* the last entry in Redis's list before this batch, and after its writes */
+        int64_t wr_base, wr_last;
+        uint64_t wr_batch;
         int64_t last_ts, last_buy, sess_start;
         uint32_t sess;
         /* 'u', decision state: act_ts from the snapshot, the marks of this poll
@@ -983,6 +989,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 fls_batch_set(b, u, "last_sku", sku, slen);
         p->r_user = fls_batch_read(b, u, -1);
         p->r_act = fls_batch_read(b, u, FAM_ACT);
+        p->r_hist = fls_batch_read(b, u, FAM_HIST);
 
         /* Set members hold -(first offset): membership as of any offset. Only a
          * view with a category can recommend, so only it reads the set. */
@@ -1229,51 +1236,60 @@ static void load_pre(struct ov *o, const fls_hash_t *uh, int64_t off)
         }
 }
 
-/* Loads a user's snapshot as of offset o (the user's first event of the poll): "3 n"
- * then n entries "off type ts cents sku sale last_buy sess start act_ts", oldest
- * first; the state is the one after the last entry before o. Entries at or after o
- * are there when a stopping runner recorded the deferred writes of its last batch
- * without moving "emitted" (its teardown records them with the mark it had): the
- * replay then starts before them, and folding them in again would count them twice.
- * Stepping back is exact while the user has at most UH - T events in that batch;
- * past that (or a missing or malformed snapshot) the history starts empty. */
-static void load_user(struct ov *o, const char *s, int64_t off)
+/* Loads a user's history as of offset off (the user's first event of the poll): the
+ * list u:<user>:h, one entry per event "off type ts cents sku sale last_buy sess start
+ * act_ts", oldest first; the state is the one after the last entry before off.
+ * Entries are deferred pushes (user_writes), so a replay pushes again what the first
+ * run pushed, the same entries for the same offsets: an entry at or below one taken
+ * already is such a copy and is skipped. Entries at or after off are there when a
+ * stopping runner recorded the deferred writes of its last batch without moving
+ * "emitted" (its teardown records them with the mark it had): the replay then starts
+ * before them, and folding them in again would count them twice. Stepping back is
+ * exact while the list's last UH entries hold T before off (the user had at most
+ * UH - T events in the replayed batch); past that, or on a malformed entry, the
+ * history starts shorter or empty. */
+static void load_user(struct ov *o, const fls_hash_t *h, int64_t off)
 {
-        int n, k, keep_n = 0;
-        if (!s || s[0] != '3')
-                return;
-        s += 1;
-        if (get_int(&s, &n) < 0 || n < 0 || n > UH)
-                return;
-        for (k = 0; k < n; k++) {
-                struct uent *e = &o->hist[k];
+        o->nh = 0;
+        o->wr_last = -1;
+        o->wr_batch = 0;
+        for (size_t k = 0; k < h->n; k++) {
+                const char *s = h->fields[k];
+                struct uent e;
                 int ty, sa;
                 int64_t of, ts, ce, sk, lb, se, st, at;
-                /* sku and session ids are written as uint32 (read as %lu before) */
+                /* sku and session ids are written as uint32 */
                 if (get_i64(&s, &of) < 0 || get_int(&s, &ty) < 0 ||
                     get_i64(&s, &ts) < 0 || get_i64(&s, &ce) < 0 ||
                     get_i64(&s, &sk) < 0 || get_int(&s, &sa) < 0 ||
                     get_i64(&s, &lb) < 0 || get_i64(&s, &se) < 0 ||
-                    get_i64(&s, &st) < 0 || get_i64(&s, &at) < 0 || ty < 0 || ty > 5)
+                    get_i64(&s, &st) < 0 || get_i64(&s, &at) < 0 || ty < 0 || ty > 5) {
+                        o->nh = 0;
                         return;
+                }
                 if (of >= off)
                         break;
-                e->ev = (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
-                e->off = of;
-                e->last_buy = lb;
-                e->sess = (uint32_t)se;
-                e->sess_start = st;
-                e->act_ts = at;
-                keep_n = k + 1;
+                if (o->nh > 0 && of <= o->hist[o->nh - 1].off)
+                        continue;
+                e.ev = (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
+                e.off = of;
+                e.last_buy = lb;
+                e.sess = (uint32_t)se;
+                e.sess_start = st;
+                e.act_ts = at;
+                if (o->nh == UH)
+                        memmove(o->hist, o->hist + 1, (UH - 1) * sizeof(*o->hist)),
+                            o->nh--;
+                o->hist[o->nh++] = e;
         }
-        o->nh = keep_n;
-        if (keep_n == 0)
+        if (o->nh == 0)
                 return;
-        o->last_ts = o->hist[keep_n - 1].ev.ts;
-        o->last_buy = o->hist[keep_n - 1].last_buy;
-        o->sess = o->hist[keep_n - 1].sess;
-        o->sess_start = o->hist[keep_n - 1].sess_start;
-        o->act_ts = o->hist[keep_n - 1].act_ts;
+        o->wr_last = o->hist[o->nh - 1].off;
+        o->last_ts = o->hist[o->nh - 1].ev.ts;
+        o->last_buy = o->hist[o->nh - 1].last_buy;
+        o->sess = o->hist[o->nh - 1].sess;
+        o->sess_start = o->hist[o->nh - 1].sess_start;
+        o->act_ts = o->hist[o->nh - 1].act_ts;
 }
 
 /* Loads a category's snapshot as of offset o: "3 (off ts sku)*", its last TR_KEEP
@@ -1751,7 +1767,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         p->ov_user = ov_get(c, p->partition, 'u', p->user, p->user_len, &fresh);
         u = &c->ov[p->ov_user];
         if (fresh) {
-                load_user(u, fls_hash_get(uh, "h"), p->offset);
+                load_user(u, fls_batch_reply(b, p->r_hist), p->offset);
                 load_pre(u, uh, p->offset);
         }
         if (u->touch != c->nbatch) {
@@ -1879,29 +1895,35 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
         fls_part_row(&pin, xp);
 }
 
-/* The user snapshots of the batch, with the decision state the policy left (after
- * each policy pass): "3 n" then n entries "off type ts cents sku sale last_buy sess
- * start act_ts" (~70 bytes each, UH of them: ~2 kB per user the batch touched). */
+/* The users' new history entries of the batch, with the decision state the policy
+ * left (after each policy pass, so each pass starts again from the entries that the
+ * batches before this one pushed): "off type ts cents sku sale last_buy sess start
+ * act_ts", ~70 bytes, pushed to u:<user>:h (the list keeps UH). Appending costs the
+ * script ~70 bytes per event, where rewriting the user's whole history cost ~2 kB per
+ * user and batch: a quarter of the consumer's and Redis's time (bench/README.md). */
 static void user_writes(clickstream_t *c)
 {
         char ent[300];
         int pre_ttl = 0; /* a batch is one partition */
-        /* Room for the longest snapshot: 10 fields of at most 1 + I64_MAX_LEN bytes
-         * per entry (the pre record, PRE_KEEP x 4 fields, is shorter). */
+        /* Room for the longest entry, and for the pre record (PRE_KEEP x 4 fields). */
         c->sbuf =
-            grow(c->sbuf, &c->sbuf_cap, 32 + (size_t)UH * 10 * (1 + I64_MAX_LEN), 1);
+            grow(c->sbuf, &c->sbuf_cap, 32 + (size_t)PRE_KEEP * 4 * (1 + I64_MAX_LEN), 1);
         for (size_t i = 0; i < c->nov; i++) {
-                const struct ov *o = &c->ov[i];
+                struct ov *o = &c->ov[i];
                 size_t len, elen;
                 char *q;
                 if (o->touch != c->nbatch || o->kind != 'u')
                         continue;
-                q = c->sbuf;
-                *q++ = '3';
-                q = put_sp_i64(q, o->nh);
+                if (o->wr_batch != c->nbatch) {
+                        o->wr_base = o->wr_last;
+                        o->wr_batch = c->nbatch;
+                }
+                elen = put_key(ent, 'u', c->text + o->key, o->key_len);
                 for (int k = 0; k < o->nh; k++) {
                         const struct uent *e = &o->hist[k];
-                        q = put_sp_i64(q, e->off);
+                        if (e->off <= o->wr_base)
+                                continue;
+                        q = put_i64(c->sbuf, e->off);
                         q = put_sp_i64(q, e->ev.type);
                         q = put_sp_i64(q, e->ev.ts);
                         q = put_sp_i64(q, (int64_t)llround(e->ev.price * 100));
@@ -1911,10 +1933,12 @@ static void user_writes(clickstream_t *c)
                         q = put_sp_i64(q, e->sess);
                         q = put_sp_i64(q, e->sess_start);
                         q = put_sp_i64(q, e->act_ts);
+                        len = (size_t)(q - c->sbuf);
+                        wadd(c, o->partition, ent, elen, FLS_DEFER_PUSH, "h",
+                             c->user_ttl_s, c->sbuf, len);
                 }
-                len = (size_t)(q - c->sbuf);
-                elen = put_key(ent, 'u', c->text + o->key, o->key_len);
-                wadd(c, o->partition, ent, elen, FLS_DEFER_SET, "h", 0, c->sbuf, len);
+                if (o->nh > 0)
+                        o->wr_last = o->hist[o->nh - 1].off;
                 if (o->pre_touch != c->nbatch)
                         continue;
                 /* The record of the inactive sweep, on the user (read with every

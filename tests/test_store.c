@@ -18,6 +18,7 @@ static const char *const feats[] = {"a", "b", NULL};
 static const fls_family_t fams[] = {
     {"w", 1000, 10000, feats, 0},
     {"seq", 0, 3, NULL, 0},
+    {"hist", 0, 3, NULL, -1}, /* TTL from the deferred pushes only */
     {NULL, 0, 0, NULL, 0},
 };
 #define LATENESS 3000
@@ -300,6 +301,59 @@ Test(store, deferred_writes_apply_unless_stale)
                 cr_assert(strncmp(v, "HIGH\n2", 6) == 0, "got '%s'", v);
                 free(v);
         }
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+Test(store, deferred_pushes_keep_order_cap_and_ttl_unless_stale)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+        const fls_hash_t *h;
+        char *v;
+        int e, r;
+
+        fls_batch_begin(b, "t", 7, 0);
+        fls_batch_offsets(b, -1, 3, -1, 0, 0);
+        apply1(st, b);
+        /* Read-only (a replay): deferred pushes still apply, in order, capped. */
+        fls_batch_begin(b, "t", 7, 1);
+        e = fls_batch_entity(b, "u", 1);
+        fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 600, "p1");
+        fls_batch_defer(b, e, FLS_DEFER_SET, "state", 0, "x");
+        fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 900, "p2");
+        fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 600, "p3");
+        fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 600, "p4");
+        r = fls_batch_read(b, e, 2);
+        fls_batch_offsets(b, -1, -1, 3, 0, 0);
+        apply1(st, b);
+        h = fls_batch_reply(b, r);
+        cr_assert_eq(h->n, 3);
+        cr_assert_str_eq(h->fields[0], "p2");
+        cr_assert_str_eq(h->fields[2], "p4");
+        /* The largest TTL asked, and no family default over it. */
+        v = fls_t_redis_cli(&env, "TTL 't:{t.7}:u:hist'");
+        cr_assert(atoi(v) > 600 && atoi(v) <= 900, "TTL %s", v);
+        free(v);
+        /* A read of the family in a writing batch sets no TTL of its own. */
+        fls_batch_begin(b, "t", 7, 0);
+        e = fls_batch_entity(b, "u", 1);
+        fls_batch_read(b, e, 2);
+        fls_batch_offsets(b, 3, 4, -1, 0, 0);
+        apply1(st, b);
+        v = fls_t_redis_cli(&env, "TTL 't:{t.7}:u:hist'");
+        cr_assert(atoi(v) > 600 && atoi(v) <= 900, "TTL %s", v);
+        free(v);
+        /* A stale batch pushes nothing. */
+        fls_batch_begin(b, "t", 7, 0);
+        e = fls_batch_entity(b, "u", 1);
+        fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 600, "p5");
+        fls_batch_offsets(b, 99, 100, -1, 0, 0);
+        apply1(st, b);
+        cr_assert(fls_batch_stale(b));
+        v = fls_t_redis_cli(&env, "LRANGE 't:{t.7}:u:hist' 0 -1");
+        cr_assert(strncmp(v, "p2\np3\np4", 8) == 0, "got '%s'", v);
+        free(v);
         fls_batch_destroy(b);
         fls_store_destroy(st);
 }

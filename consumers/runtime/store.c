@@ -39,7 +39,7 @@
  *                                      ref still holds
  *   R key                              read back (HGETALL after all writes)
  *   Q key                              read back a list (LRANGE)
- * The same ops in lower case (i f s m e) are deferred writes of earlier decisions:
+ * The same ops in lower case (i f s m e l) are deferred writes of earlier decisions:
  * they apply whenever the batch is not stale, read-only or not, before the rest.
  * "expected" is the offset the caller believes is stored: any other stored value
  * means another instance wrote since (fencing) or Redis lost its last writes, and the
@@ -180,7 +180,9 @@ static const char apply_lua[] =
     "end\n"
     "return out\n";
 
-enum { OP_WIN, OP_INCR, OP_INCRF, OP_SET, OP_MAX, OP_EXPIRE, OP_PUSH, OP_STOCK };
+/* A key's ops run in this order (op_cmp): EXPIRE last, after any write that may
+ * create the key (EXPIRE on a missing key does nothing). */
+enum { OP_WIN, OP_INCR, OP_INCRF, OP_SET, OP_MAX, OP_PUSH, OP_STOCK, OP_EXPIRE };
 
 struct op {
         int kind;
@@ -314,6 +316,8 @@ fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const cha
                         /* A list: the last window_ms items, in arrival order. */
                         fx->slots = 0;
                         fx->ttl_s = fx->f.ttl_s ? fx->f.ttl_s : 86400;
+                        if (fx->f.ttl_s < 0)
+                                fx->ttl_s = -1;
                         continue;
                 }
                 if (fx->f.bucket_ms <= 0 || fx->f.window_ms < fx->f.bucket_ms ||
@@ -342,6 +346,8 @@ fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const cha
                 }
                 fx->ttl_s = fx->f.ttl_s ? fx->f.ttl_s
                                         : (fx->f.window_ms + lateness_ms) / 1000 + 3600;
+                if (fx->ttl_s < 0)
+                        fx->ttl_s = -1;
         }
         st->nfams = n;
         if (fls_store_connect(st, errstr, errstr_size)) {
@@ -710,6 +716,8 @@ void fls_batch_stock(fls_batch_t *b, int ent, fls_stock_op_t sub, const char *fi
         }
 }
 
+static int fam_key(fls_batch_t *b, int ent, int fam);
+
 void fls_batch_push(fls_batch_t *b, int ent, int fam, const char *value, size_t len)
 {
         struct op *o;
@@ -726,8 +734,26 @@ void fls_batch_push(fls_batch_t *b, int ent, int fam, const char *value, size_t 
 void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char *field,
                      int64_t i, const char *s)
 {
-        static const int kinds[] = {OP_SET, OP_INCR, OP_MAX, OP_EXPIRE};
-        struct op *o = op_add(b, kinds[kind], ent);
+        static const int kinds[] = {OP_SET, OP_INCR, OP_MAX, OP_EXPIRE, OP_PUSH};
+        struct op *o;
+        if (kind == FLS_DEFER_PUSH) {
+                int fam = 0, k;
+                while (fam < b->st->nfams && strcmp(b->st->fams[fam].f.name, field) != 0)
+                        fam++;
+                if (fam == b->st->nfams)
+                        abort(); /* a consumer's own family names: a bug, not input */
+                k = fam_key(b, ent, fam);
+                o = op_add(b, OP_PUSH, k);
+                o->post = 1;
+                o->fam = fam;
+                o->slen = strlen(s);
+                o->sval = text_add(b, s, o->slen);
+                o = op_add(b, OP_EXPIRE, k); /* coalesced: one per key and batch */
+                o->post = 1;
+                o->i = i;
+                return;
+        }
+        o = op_add(b, kinds[kind], ent);
         o->post = 1;
         o->field = field;
         o->i = i;
@@ -1012,9 +1038,9 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                          * group is bounded so that Lua's unpack has the stack for it. */
                         size_t j = i + 1;
                         while (j < b->nops && j - i < 1000 && b->ops[j].kind == OP_PUSH &&
-                               b->ops[j].key == o->key)
+                               b->ops[j].key == o->key && b->ops[j].post == o->post)
                                 j++;
-                        STR("L");
+                        STR(o->post ? "l" : "L");
                         NUM("%d", o->key + 2);
                         NUM("%" PRId64, st->fams[o->fam].f.window_ms);
                         NUM("%zu", j - i);
@@ -1032,7 +1058,8 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         }
         /* Family keys get their TTL without the consumer asking. */
         for (size_t k = 0; k < b->nkeys; k++) {
-                if (b->read_only || b->keys[k].fam < 0)
+                if (b->read_only || b->keys[k].fam < 0 ||
+                    st->fams[b->keys[k].fam].ttl_s < 0)
                         continue;
                 STR("E");
                 NUM("%zu", k + 2);

@@ -30,7 +30,8 @@ typedef struct fls_family {
         int64_t bucket_ms;           /* bucket width */
         int64_t window_ms;           /* longest window read from it */
         const char *const *features; /* NULL-terminated */
-        int64_t ttl_s;               /* key TTL; 0 = window + lateness + 1 h */
+        int64_t ttl_s; /* key TTL; 0 = window + lateness + 1 h (lists: 1 day); < 0:
+                          only what deferred pushes set (FLS_DEFER_PUSH) */
 } fls_family_t;
 
 typedef struct fls_store fls_store_t;
@@ -89,7 +90,8 @@ typedef enum {
         FLS_DEFER_SET,
         FLS_DEFER_INCR,
         FLS_DEFER_MAX,
-        FLS_DEFER_EXPIRE
+        FLS_DEFER_EXPIRE,
+        FLS_DEFER_PUSH /* s to the entity's list family named field, TTL i seconds */
 } fls_defer_kind_t;
 void fls_batch_defer(fls_batch_t *b, int ent, fls_defer_kind_t kind, const char *field,
                      int64_t i, const char *s);
