@@ -301,13 +301,26 @@ static void forward(const fls_lstm_t *n, const float *x, size_t B, float *gates,
                 float *cnew = cs + (t + 1) * sstep, *hnew = hs + (t + 1) * sstep;
                 for (size_t r = 0; r < B; r++)
                         memcpy(G + r * H4, b, H4 * sizeof(float));
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B,
-                            (blasint)H4, (blasint)F, 1.0f, x + t * F, (blasint)(T * F),
-                            wx, (blasint)H4, 1.0f, G, (blasint)H4);
-                if (t > 0) /* H_{-1} = 0: skip a useless product */
+                if (B == 1) {
+                        /* One row (the clickstream scores row by row): sgemv, which
+                         * does not pack the weights again on every call as sgemm does. */
+                        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)F, (blasint)H4,
+                                    1.0f, wx, (blasint)H4, x + t * F, 1, 1.0f, G, 1);
+                        if (t > 0)
+                                cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)H,
+                                            (blasint)H4, 1.0f, wh, (blasint)H4, hprev, 1,
+                                            1.0f, G, 1);
+                } else {
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B,
-                                    (blasint)H4, (blasint)H, 1.0f, hprev, (blasint)H, wh,
-                                    (blasint)H4, 1.0f, G, (blasint)H4);
+                                    (blasint)H4, (blasint)F, 1.0f, x + t * F,
+                                    (blasint)(T * F), wx, (blasint)H4, 1.0f, G,
+                                    (blasint)H4);
+                        if (t > 0) /* H_{-1} = 0: skip a useless product */
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                                            (blasint)B, (blasint)H4, (blasint)H, 1.0f,
+                                            hprev, (blasint)H, wh, (blasint)H4, 1.0f, G,
+                                            (blasint)H4);
+                }
                 /* c_{-1} = 0: multiply by a zero factor rather than branch per element */
                 float keep = t > 0 ? 1.0f : 0.0f;
                 for (size_t r = 0; r < B; r++) {
