@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,4 +301,33 @@ Test(it_orders, sigkill_restart_keeps_stock_exact_and_signals_decode)
         cr_assert_eq(fls_t_wait(c, 5000), 0, "consumer did not exit 0");
         check_state();
         cr_assert_gt(check_signals(), 0, "no restock signal on a sale with stock-outs");
+}
+
+/* Redis restarting while a consumer starts is not a configuration error: set-up
+ * waits for it (runner.c, store_open) instead of exiting 1. */
+Test(it_orders, start_waits_for_redis_to_come_back)
+{
+        char log[400];
+        pid_t c;
+        int up = 0;
+
+        fls_t_redis_stop(&env, SIGKILL);
+        c = consume();
+        usleep(1500000);
+        cr_assert_eq(waitpid(c, NULL, WNOHANG), 0, "the consumer exited with Redis down");
+        cr_assert_eq(fls_t_redis_start(&env), 0, "redis-server did not start again");
+        snprintf(log, sizeof(log), "cat %s/orders.log", env.dir);
+        for (int i = 0; i < 250 * fls_t_slowdown() && !up; i++) {
+                FILE *p = popen(log, "r");
+                char line[1024];
+                while (p && fgets(line, sizeof(line), p))
+                        up |= strstr(line, "consumer started") != NULL;
+                if (p)
+                        pclose(p);
+                if (!up)
+                        usleep(40000);
+        }
+        cr_assert(up, "the consumer did not start once Redis was back");
+        kill(c, SIGTERM);
+        cr_assert_eq(fls_t_wait(c, 10000), 0, "consumer did not exit 0");
 }

@@ -250,7 +250,8 @@ static void nap(runner_t *r, int ms)
 {
         while (ms > 0 && !*r->stop) {
                 int step = ms < 100 ? ms : 100;
-                rd_kafka_poll(r->producer, 0);
+                if (r->producer) /* none yet during set-up */
+                        rd_kafka_poll(r->producer, 0);
                 usleep((useconds_t)step * 1000);
                 ms -= step;
         }
@@ -818,13 +819,30 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
 }
 
+/* Redis restarting while a consumer starts (a node rescheduled, the fault suite's
+ * SIGKILL) is not a configuration error: set-up retries with the runtime's backoff
+ * for up to STARTUP_REDIS_S, then fails with the last error, so that a wrong host or
+ * port still stops start-up. */
+#define STARTUP_REDIS_S 30
+
 static fls_store_t *store_open(runner_t *r, char *errstr, size_t errstr_size)
 {
         const fls_conf_t *c = r->conf;
-        return fls_store_new(
-            fls_conf_str(c, "redis.host"), (int)fls_conf_int(c, "redis.port"),
-            (int)fls_conf_int(c, "redis.timeout_ms"), fls_conf_str(c, "redis.prefix"),
-            r->app->families, r->lateness_ms, errstr, errstr_size);
+        double until = now_s() + STARTUP_REDIS_S;
+        int backoff = 50;
+
+        for (;;) {
+                fls_store_t *st = fls_store_new(
+                    fls_conf_str(c, "redis.host"), (int)fls_conf_int(c, "redis.port"),
+                    (int)fls_conf_int(c, "redis.timeout_ms"),
+                    fls_conf_str(c, "redis.prefix"), r->app->families, r->lateness_ms,
+                    errstr, errstr_size);
+                if (st || *r->stop || now_s() + backoff / 1000.0 > until)
+                        return st;
+                fls_log(FLS_LOG_WARN, "runner", "%s; retrying in %d ms", errstr, backoff);
+                nap(r, backoff);
+                backoff = backoff * 2 > r->retry_max_ms ? r->retry_max_ms : backoff * 2;
+        }
 }
 
 static int setup(runner_t *r, char *errstr, size_t errstr_size)
