@@ -1433,7 +1433,7 @@ static void ring_sums(const fls_hash_t *h, int fam, int64_t ref_ts, const int64_
         }
 }
 
-/* Members with prefix whose first offset is at or before `offset`. */
+/* Whether field was set at or before `offset` (members hold minus their first offset). */
 static int member(const fls_hash_t *h, const char *field, int64_t offset)
 {
         const char *v = h ? fls_hash_get(h, field) : NULL;
