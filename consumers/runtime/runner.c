@@ -154,13 +154,18 @@ static struct part *part_get(runner_t *r, int32_t p)
         return &r->parts[p];
 }
 
-static void posts_drop(struct part *p, size_t n)
+static void posts_free(struct part *p, size_t from, size_t to)
 {
-        for (size_t k = 0; k < n && k < p->nposts; k++) {
+        for (size_t k = from; k < to && k < p->nposts; k++) {
                 free(p->posts[k].entity);
                 free(p->posts[k].field);
                 free(p->posts[k].s);
         }
+}
+
+static void posts_drop(struct part *p, size_t n)
+{
+        posts_free(p, 0, n);
         if (n >= p->nposts) {
                 p->nposts = 0;
         } else {
@@ -523,15 +528,10 @@ static void abandon(runner_t *r, const int32_t *bpart, size_t nb)
 {
         for (size_t k = 0; k < nb; k++) {
                 struct part *p = part_get(r, bpart[k]);
-                if (!p)
+                if (!p || p->nposts <= p->attached)
                         continue;
-                for (size_t i = p->attached; i < p->nposts; i++) {
-                        free(p->posts[i].entity);
-                        free(p->posts[i].field);
-                        free(p->posts[i].s);
-                }
-                if (p->nposts > p->attached)
-                        p->nposts = p->attached;
+                posts_free(p, p->attached, p->nposts);
+                p->nposts = p->attached;
         }
 }
 
