@@ -289,6 +289,15 @@ Test(store, deferred_writes_apply_unless_stale)
                 cr_assert(strncmp(v, "HIGH", 4) == 0, "state is '%s'", v);
                 free(v);
         }
+        /* The same batch again (Redis ran it, its reply was lost): Redis holds its
+         * "emitted" mark, so the counter does not go up twice. */
+        apply1(st, b);
+        cr_assert(!fls_batch_stale(b));
+        {
+                char *v = fls_t_redis_cli(&env, "HGET 't:{t.5}:sig' n");
+                cr_assert(strncmp(v, "2", 1) == 0 && v[1] != '0', "n is '%s'", v);
+                free(v);
+        }
         /* A stale batch applies none of them. */
         fls_batch_begin(b, "t", 5, 0);
         e = fls_batch_entity(b, "sig", 3);
@@ -493,6 +502,29 @@ Test(store, read_only_batch_cannot_mark_emitted_past_applied)
                 free(v);
                 v = fls_t_redis_cli(&env, "HGET 't:{t.8}:x' mark");
                 cr_assert(v[0] == '\n', "mark is '%s'", v);
+                free(v);
+        }
+        /* One that believes 12 was applied (Redis lost offsets 11-12, and with them
+         * the writes of decisions up to 9): refused too, though 9 <= 10. Recording
+         * the mark would skip those writes for good. */
+        fls_batch_begin(b, "t", 8, 1);
+        e = fls_batch_entity(b, "x", 1);
+        fls_batch_defer(b, e, FLS_DEFER_SET, "mark", 0, "lost");
+        fls_batch_offsets(b, 12, -1, 9, 0, 0);
+        apply1(st, b);
+        cr_assert(fls_batch_stale(b));
+        {
+                char *v = fls_t_redis_cli(&env, "HMGET 't:{t.8}:meta' emitted offset");
+                cr_assert(strncmp(v, "\n10", 3) == 0, "meta is '%s'", v);
+                free(v);
+        }
+        /* With what Redis holds, the mark and its writes go in. */
+        fls_batch_offsets(b, 10, -1, 9, 0, 0);
+        apply1(st, b);
+        cr_assert(!fls_batch_stale(b));
+        {
+                char *v = fls_t_redis_cli(&env, "HMGET 't:{t.8}:x' mark");
+                cr_assert(strncmp(v, "lost", 4) == 0, "mark is '%s'", v);
                 free(v);
         }
         fls_batch_destroy(b);

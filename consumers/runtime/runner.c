@@ -617,6 +617,11 @@ static void process(runner_t *r, size_t n)
                                         return;
                                 }
                                 fls_batch_begin(b, r->topic, pn, ev.replay);
+                                /* The "emitted" mark goes with the attached writes,
+                                 * which come first, in the replay batch if any. */
+                                if (ev.replay)
+                                        fls_batch_offsets(b, p->applied, -1, p->emitted,
+                                                          0, 0);
                                 if (ro == -1)
                                         posts_attach(p, b);
                                 bs[nb] = b;
@@ -645,8 +650,6 @@ static void process(runner_t *r, size_t n)
                 if (b && ro == 0)
                         fls_batch_offsets(b, expect, blast[nb - 1], p->emitted,
                                           p->watermark, late);
-                else if (b)
-                        fls_batch_offsets(b, -1, -1, p->emitted, 0, 0);
                 send_batches(r, bs, first, nb, &down);
         }
         /* Stopping with scripts sent is a crash at this point: the restart replays
@@ -742,7 +745,7 @@ static void record_emitted(runner_t *r)
                         return;
                 fls_batch_begin(bs[nb], r->topic, i, 1);
                 posts_attach(p, bs[nb]);
-                fls_batch_offsets(bs[nb], -1, -1, p->emitted, 0, 0);
+                fls_batch_offsets(bs[nb], p->applied, -1, p->emitted, 0, 0);
                 parts[nb++] = i;
         }
         if (nb == 0 || apply_retry(r, bs, nb))

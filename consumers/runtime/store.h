@@ -85,7 +85,9 @@ void fls_batch_expire(fls_batch_t *b, int ent, int64_t ttl_s);
  * state, a user's last action). The runner queues them into the partition's next
  * script call, so they become durable together with the "emitted" mark of the batch
  * that decided them, and a replay of that batch decides again from the same state.
- * They apply in read-only batches too. field and s must live until the apply. */
+ * They apply in read-only batches too, and only once per mark: a batch whose
+ * "emitted" mark Redis holds already applies none of them (a script carrying them
+ * ran; its reply was lost). field and s must live until the apply. */
 typedef enum {
         FLS_DEFER_SET,
         FLS_DEFER_INCR,
@@ -114,9 +116,10 @@ void fls_batch_push(fls_batch_t *b, int ent, int fam, const char *value, size_t 
  * order, oldest first) to come back after the apply;
  * returns a read index for fls_batch_reply. Repeated asks share one read. */
 int fls_batch_read(fls_batch_t *b, int ent, int fam);
-/* expect: the applied offset the caller believes Redis holds (-1: none); the batch
- * moves it to last, with the watermark; late is the number of events the runner found
- * too late for the windows; emitted (or -1) records outputs flushed up to there. */
+/* expect: the applied offset the caller believes Redis holds (-1: none; a read-only
+ * batch then skips the check); the batch moves it to last, with the watermark; late
+ * is the number of events the runner found too late for the windows; emitted (or -1)
+ * records outputs flushed up to there. */
 void fls_batch_offsets(fls_batch_t *b, int64_t expect, int64_t last, int64_t emitted,
                        int64_t watermark, int64_t late);
 int fls_batch_empty(const fls_batch_t *b);
