@@ -399,7 +399,7 @@ done
 # Features: (key, field) pairs whose value differs or exists on one side only. Fields
 # that decisions write (fls_emit_defer: a user's last action, coupon and reminder
 # marks, caps, signal state, delivery feedback) are reported on their own line.
-DEFER_RE='^(act_ts|cpn:.*|rem|capped|capped_users|sig_kind|sig_level|sig_qty|peak_r5m|dlv#[0-9]+|dlv_ms@[0-9]+|dlv_n@[0-9]+|kind|pre|irem)$'
+DEFER_RE='^(act_ts|cpn:.*|rem|capped|capped_users|sig_kind|sig_level|sig_qty|peak_r5m|dlv#[0-9]+|dlv_ms@[0-9]+|dlv_n@[0-9]+|kind|fed|pre|irem)$'
 LC_ALL=C join -t $'\t' -a1 -a2 -e '<absent>' -o 0,1.2,2.2 \
         <(awk -F'\t' '{ print $1 "|" $2 "\t" $3 }' "$C/clean.state" | LC_ALL=C sort -t $'\t' -k1,1) \
         <(awk -F'\t' '{ print $1 "|" $2 "\t" $3 }' "$C/fault.state" | LC_ALL=C sort -t $'\t' -k1,1) |

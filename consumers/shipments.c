@@ -113,12 +113,13 @@ struct pending {
 };
 
 /* A DELIVERED event: its time feeds the region's and carrier's rings. */
+/* A CREATED or DELIVERED event: whichever of the two comes last (in offsets, not in
+ * event time: statuses arrive out of order) feeds the delivery time into the rings. */
 struct feedback {
         fls_batch_t *batch;
         int32_t partition;
-        int64_t ts;
         int ship_read, region_read, carrier_read;
-        size_t region, carrier; /* entity names ("r:..", "c:..") in text */
+        size_t ship, region, carrier; /* entity names ("sh:..", "r:..", "c:..") in text */
 };
 
 /* One ring slot of one entity being updated by this batch's deliveries. */
@@ -434,8 +435,8 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         const char *order = fls_avro_str(v, s->idx[F_ORDER], &olen);
         const char *carrier = fls_avro_str(v, s->idx[F_CARRIER], &clen);
         int64_t promised = fls_avro_long(v, s->idx[F_PROMISED]);
-        char ent[300], cent[300];
-        int sh, r, c, w, n, cn;
+        char ent[300], cent[300], sent[300];
+        int sh, r, c, w, n, cn, sn;
 
         if (s->poll != ev->poll) {
                 /* A new poll: every batch of the previous one was decided. */
@@ -444,8 +445,8 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 s->nfb = 0;
                 fls_arena_reset(&s->text);
         }
-        n = snprintf(ent, sizeof(ent), "sh:%.*s", (int)ev->keylen, ev->key);
-        sh = fls_batch_entity(b, ent, (size_t)n);
+        sn = snprintf(sent, sizeof(sent), "sh:%.*s", (int)ev->keylen, ev->key);
+        sh = fls_batch_entity(b, sent, (size_t)sn);
         fls_batch_setmax(b, sh, ts_fields[status], ev->ts);
         fls_batch_setmax(b, sh, "rank", status);
         fls_batch_expire(b, sh, s->ship_ttl_s);
@@ -481,32 +482,30 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 fls_batch_incr(b, c, "done", 1);
                 fls_batch_incr(b, w, "done", 1);
         }
-        if (status == DELIVERED) {
+        if (status == DELIVERED || status == CREATED) {
                 struct feedback *f;
                 s->fb = grow(s->fb, &s->fb_cap, s->nfb + 1, sizeof(*s->fb));
                 f = &s->fb[s->nfb++];
                 f->batch = b;
                 f->partition = ev->partition;
-                f->ts = ev->ts;
                 f->ship_read = fls_batch_read(b, sh, -1);
                 f->region_read = fls_batch_read(b, r, -1);
                 f->carrier_read = fls_batch_read(b, c, -1);
+                f->ship = fls_arena_add(&s->text, sent, (size_t)sn);
                 f->region = fls_arena_add(&s->text, ent, (size_t)n);
                 f->carrier = fls_arena_add(&s->text, cent, (size_t)cn);
-                return;
+                if (status == DELIVERED)
+                        return;
         }
         if (status != CREATED && status != HANDED)
                 return;
         {
                 struct pending *p;
-                size_t sh_ent;
-                n = snprintf(ent, sizeof(ent), "sh:%.*s", (int)ev->keylen, ev->key);
-                sh_ent = fls_arena_add(&s->text, ent, (size_t)n);
                 s->pend = grow(s->pend, &s->pend_cap, s->npend + 1, sizeof(*s->pend));
                 p = &s->pend[s->npend++];
                 p->batch = b;
                 p->revise = status == HANDED;
-                p->ship_ent = sh_ent;
+                p->ship_ent = fls_arena_add(&s->text, sent, (size_t)sn);
                 p->ship_read = p->revise ? fls_batch_read(b, sh, -1) : -1;
                 p->partition = ev->partition;
                 p->offset = ev->offset;
@@ -583,23 +582,40 @@ static void work_grow(shipments_t *s, size_t n)
         s->work_cap = cap;
 }
 
-/* Feeds this batch's deliveries into the rings, as deferred writes. */
+/* Same shipment as an earlier entry of this batch (repeated reads share an index). */
+static int fed_in_batch(const shipments_t *s, size_t i)
+{
+        for (size_t k = 0; k < i; k++)
+                if (s->fb[k].batch == s->fb[i].batch &&
+                    s->fb[k].ship_read == s->fb[i].ship_read)
+                        return 1;
+        return 0;
+}
+
+/* Feeds the delivery times this batch completes into the rings, as deferred writes:
+ * a shipment whose hash now holds both its creation and its delivery and no "fed"
+ * mark. The mark is a deferred write too, so a replay, which may read timestamps
+ * written by later events, still feeds each shipment once. */
 static void feedback(shipments_t *s, fls_batch_t *b, fls_emit_t *emit)
 {
         s->nacc = 0;
         for (size_t i = 0; i < s->nfb; i++) {
                 const struct feedback *f = &s->fb[i];
                 const fls_hash_t *sh;
-                int64_t created, ms, bucket;
+                int64_t created, dlv, ms, bucket;
                 int slot;
                 if (f->batch != b)
                         continue;
                 sh = fls_batch_reply(b, f->ship_read);
                 created = sh ? fls_hash_int(sh, "ts_created", -1) : -1;
-                ms = f->ts - created;
-                if (created < 0 || ms < 0 || f->ts < 0)
-                        continue; /* CREATED not seen (expired or lost): no time */
-                bucket = f->ts / FLS_DISPATCH_DLV_BUCKET;
+                dlv = sh ? fls_hash_int(sh, "ts_delivered", -1) : -1;
+                ms = dlv - created;
+                if (created < 0 || dlv < 0 || ms < 0 || fls_hash_get(sh, "fed") ||
+                    fed_in_batch(s, i))
+                        continue; /* the other half not seen yet (or expired, lost) */
+                fls_emit_defer(emit, f->partition, s->text.buf + f->ship, FLS_DEFER_MAX,
+                               "fed", 1, NULL);
+                bucket = dlv / FLS_DISPATCH_DLV_BUCKET;
                 slot = (int)(bucket % NSLOT);
                 for (int e = 0; e < 2; e++) {
                         size_t ent = e ? f->carrier : f->region;
