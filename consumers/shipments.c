@@ -112,7 +112,6 @@ struct pending {
         size_t ship_ent;                                                     /* text */
 };
 
-/* A DELIVERED event: its time feeds the region's and carrier's rings. */
 /* A CREATED or DELIVERED event: whichever of the two comes last (in offsets, not in
  * event time: statuses arrive out of order) feeds the delivery time into the rings. */
 struct feedback {
@@ -154,6 +153,9 @@ typedef struct {
         size_t work_cap;
         struct slot_acc *acc;
         size_t nacc, acc_cap;
+        /* per read index of the batch being fed: fed_stamp when its shipment was fed */
+        uint32_t *fed, fed_stamp;
+        size_t fed_cap;
         /* "dlv#<s>", "dlv_ms@<s>", "dlv_n@<s>": built once */
         char f_bucket[NSLOT][12], f_ms[NSLOT][16], f_n[NSLOT][16];
 } shipments_t;
@@ -322,6 +324,7 @@ static void destroy(void *app)
         free(s->order);
         free(s->granted);
         free(s->acc);
+        free(s->fed);
         free(s);
 }
 
@@ -582,13 +585,18 @@ static void work_grow(shipments_t *s, size_t n)
         s->work_cap = cap;
 }
 
-/* Same shipment as an earlier entry of this batch (repeated reads share an index). */
-static int fed_in_batch(const shipments_t *s, size_t i)
+/* Whether this batch fed the shipment of read index `read` already, and marks it
+ * fed: both of its statuses may be in one batch, and repeated reads of one entity
+ * share an index. */
+static int fed_in_batch(shipments_t *s, int read)
 {
-        for (size_t k = 0; k < i; k++)
-                if (s->fb[k].batch == s->fb[i].batch &&
-                    s->fb[k].ship_read == s->fb[i].ship_read)
-                        return 1;
+        size_t old = s->fed_cap;
+        if ((size_t)read < old && s->fed[read] == s->fed_stamp)
+                return 1;
+        s->fed = grow(s->fed, &s->fed_cap, (size_t)read + 1, sizeof(*s->fed));
+        if (s->fed_cap > old)
+                memset(s->fed + old, 0, (s->fed_cap - old) * sizeof(*s->fed));
+        s->fed[read] = s->fed_stamp;
         return 0;
 }
 
@@ -599,6 +607,10 @@ static int fed_in_batch(const shipments_t *s, size_t i)
 static void feedback(shipments_t *s, fls_batch_t *b, fls_emit_t *emit)
 {
         s->nacc = 0;
+        if (++s->fed_stamp == 0) { /* wrapped: no stale stamp may match */
+                memset(s->fed, 0, s->fed_cap * sizeof(*s->fed));
+                s->fed_stamp = 1;
+        }
         for (size_t i = 0; i < s->nfb; i++) {
                 const struct feedback *f = &s->fb[i];
                 const fls_hash_t *sh;
@@ -611,7 +623,7 @@ static void feedback(shipments_t *s, fls_batch_t *b, fls_emit_t *emit)
                 dlv = sh ? fls_hash_int(sh, "ts_delivered", -1) : -1;
                 ms = dlv - created;
                 if (created < 0 || dlv < 0 || ms < 0 || fls_hash_get(sh, "fed") ||
-                    fed_in_batch(s, i))
+                    fed_in_batch(s, f->ship_read))
                         continue; /* the other half not seen yet (or expired, lost) */
                 fls_emit_defer(emit, f->partition, s->text.buf + f->ship, FLS_DEFER_MAX,
                                "fed", 1, NULL);

@@ -438,6 +438,20 @@ static void produce_status(rd_kafka_t *rk, fls_codec_t *c, const char *status_sy
         produce_ship(rk, c, "shX", status, ts, created, 0);
 }
 
+/* "n\nms\n" of the parcelnet ring slot holding the hour of ts (malloc'ed). */
+static char *carrier_slot(int64_t ts)
+{
+        char cmd[400];
+        int slot = (int)(ts / 3600000 % 24);
+        snprintf(
+            cmd, sizeof(cmd),
+            "--raw EVAL \"local k = redis.call('KEYS', 'fs:{shipments.*}:c:parcelnet') "
+            "return {redis.call('HGET', k[1], 'dlv_n@%d'), redis.call('HGET', k[1], "
+            "'dlv_ms@%d')}\" 0",
+            slot, slot);
+        return fls_t_redis_cli(&env, cmd);
+}
+
 Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
 {
         char err[512], *keys, key[200];
@@ -456,17 +470,22 @@ Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
         /* Delivered first, then in transit, then created, then picked; the delivery
          * is applied before the creation arrives, so the creation's batch is the one
          * that completes the delivery time. */
+        ship_partition = 1; /* one carrier ring for both shipments */
         produce_status(rk, c, "DELIVERED", 4, t0 + 5 * 60000, t0);
         produce_status(rk, c, "IN_TRANSIT", 3, t0 + 3 * 60000, t0);
+        /* shY: created and delivered 2 h later, usually read in one batch, where both
+         * statuses complete the pair: fed once all the same. */
+        produce_ship(rk, c, "shY", 0, t0, t0, 0);
+        produce_ship(rk, c, "shY", 4, t0 + 2 * 3600000, t0, 0);
         cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
         pid = consume("ooo", "g3");
-        wait_applied(2);
+        wait_applied(4);
         produce_status(rk, c, "CREATED", 0, t0, t0);
         produce_status(rk, c, "PICKED", 1, t0 + 60000, t0);
         cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
         rd_kafka_destroy(rk);
         fls_codec_destroy(c);
-        wait_applied(4);
+        wait_applied(6);
         stop(pid);
         keys = fls_t_redis_cli(&env, "--raw KEYS 'fs:{shipments.*}:sh:shX'");
         cr_assert(strncmp(keys, "fs:{shipments.", 14) == 0, "no lifecycle: %s", keys);
@@ -487,14 +506,11 @@ Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
                 cr_assert_eq(atoi(v), 4, "furthest step is DELIVERED: %s", v);
                 free(v);
                 /* The delivery fed its 5 minutes back into the carrier's ring. */
-                snprintf(key, sizeof(key),
-                         "--raw EVAL \"local k = redis.call('KEYS', "
-                         "'fs:{shipments.*}:c:parcelnet') return {redis.call('HGET', "
-                         "k[1], 'dlv_n@%d'), redis.call('HGET', k[1], 'dlv_ms@%d')}\" 0",
-                         (int)((t0 + 5 * 60000) / 3600000 % 24),
-                         (int)((t0 + 5 * 60000) / 3600000 % 24));
-                v = fls_t_redis_cli(&env, key);
+                v = carrier_slot(t0 + 5 * 60000);
                 cr_assert_str_eq(v, "1\n300000\n", "carrier ring: %s", v);
+                free(v);
+                v = carrier_slot(t0 + 2 * 3600000);
+                cr_assert_str_eq(v, "1\n7200000\n", "carrier ring, shY: %s", v);
                 free(v);
         }
         free(keys);
