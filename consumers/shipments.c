@@ -5,7 +5,8 @@
  * Sits on the runner (Kafka -> Avro -> here -> Redis -> model -> Kafka).
  *   sh:<shipment>        ts_<status>: event time of each lifecycle step (the largest
  *                        seen, so out-of-order statuses resolve by event time),
- *                        rank: furthest step reached
+ *                        rank: furthest step reached; kind and fed: decision state
+ *                        (deferred writes, see below)
  *   r:<region>           lifetime created / delivered / late, as seen by this input
  *                        partition (the topic is keyed by shipment, so a region's
  *                        counts add up across partitions); dlv#<s>, dlv_ms@<s>,
@@ -40,11 +41,13 @@
  * priority as soon as an hour has room. A hand-over in the same micro-batch as its
  * creation is not revised (the first decision is not recorded yet).
  *
- * Delivery feedback: the DELIVERED event lacks the creation time, so update() reads
- * the shipment's hash back (ts_created, written by CREATED in an earlier or the same
- * batch) and decide() adds the delivery time to the hourly ring of the region and the
- * carrier as deferred writes (absolute values computed from the read, so applying them
- * twice is harmless). They become visible to the next batch of the partition.
+ * Delivery feedback: a delivery time needs both ts_created and ts_delivered, which
+ * arrive in either order, in one batch or two. So update() reads the shipment's hash
+ * back for both statuses, and decide() feeds the shipments whose hash now holds both
+ * and no "fed" mark: it adds the delivery time to the hourly ring of the region and
+ * the carrier and sets "fed", all as deferred writes (absolute values computed from
+ * the read, so applying them twice is harmless). They become visible to the next
+ * batch of the partition.
  *
  * The model (shipments.model) is loaded at init, checked against the feature names,
  * and reloaded on SIGHUP between batches; a bad file is rejected and logged, the old
