@@ -443,6 +443,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         int64_t promised = fls_avro_long(v, s->idx[F_PROMISED]);
         char ent[300], cent[300], sent[300];
         int sh, r, c, w, n, cn, sn;
+        size_t ship = 0; /* sent in text, once it is needed */
 
         if (s->poll != ev->poll) {
                 /* A new poll: every batch of the previous one was decided. */
@@ -488,6 +489,8 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 fls_batch_incr(b, c, "done", 1);
                 fls_batch_incr(b, w, "done", 1);
         }
+        if (status == DELIVERED || status == CREATED || status == HANDED)
+                ship = fls_arena_add(&s->text, sent, (size_t)sn);
         if (status == DELIVERED || status == CREATED) {
                 struct feedback *f;
                 s->fb = grow(s->fb, &s->fb_cap, s->nfb + 1, sizeof(*s->fb));
@@ -497,7 +500,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 f->ship_read = fls_batch_read(b, sh, -1);
                 f->region_read = fls_batch_read(b, r, -1);
                 f->carrier_read = fls_batch_read(b, c, -1);
-                f->ship = fls_arena_add(&s->text, sent, (size_t)sn);
+                f->ship = ship;
                 f->region = fls_arena_add(&s->text, ent, (size_t)n);
                 f->carrier = fls_arena_add(&s->text, cent, (size_t)cn);
                 if (status == DELIVERED)
@@ -511,7 +514,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 p = &s->pend[s->npend++];
                 p->batch = b;
                 p->revise = status == HANDED;
-                p->ship_ent = fls_arena_add(&s->text, sent, (size_t)sn);
+                p->ship_ent = ship;
                 p->ship_read = p->revise ? fls_batch_read(b, sh, -1) : -1;
                 p->partition = ev->partition;
                 p->offset = ev->offset;

@@ -49,7 +49,8 @@ static int64_t start_ts(void)
         return ((int64_t)time(NULL) - 600) / 60 * 60000;
 }
 
-static pid_t consume(const char *logname, const char *group)
+/* Starts the consumer; extra is one more option, or NULL. */
+static pid_t consume(const char *logname, const char *group, const char *extra)
 {
         char log[400], grp[128];
         const char *args[] = {"consume", "shipments", "--batch.max_ms=20",
@@ -57,7 +58,7 @@ static pid_t consume(const char *logname, const char *group)
                               "--kafka.session.timeout.ms=6000", "--metrics.port=-1",
                               /* drained statuses are hours ahead of the wall clock */
                               "--input.max_future_ms=31536000000",
-                              "--shipments.capacity_per_hour=15", grp, NULL};
+                              "--shipments.capacity_per_hour=15", grp, extra, NULL};
         snprintf(grp, sizeof(grp), "--consumer.group=%s", group);
         snprintf(log, sizeof(log), "%s/%s.log", env.dir, logname);
         return fls_t_spawn(&env, log, args);
@@ -336,8 +337,8 @@ Test(it_shipments, two_instances_capacity_and_replay)
         want = count_lines();
         cr_assert_gt(nships, 100);
 
-        a = consume("a", "g1");
-        b = consume("b", "g1");
+        a = consume("a", "g1", NULL);
+        b = consume("b", "g1", NULL);
         wait_applied(want);
         stop(a);
         stop(b);
@@ -355,7 +356,7 @@ Test(it_shipments, two_instances_capacity_and_replay)
                              "EVAL \"for _, k in ipairs(redis.call('KEYS', "
                              "'fs:{shipments.*')) do redis.call('DEL', k) end\" 0"));
         cr_assert_eq(applied(), 0);
-        a = consume("replay", "g2");
+        a = consume("replay", "g2", NULL);
         wait_applied(want);
         stop(a);
         cr_assert_eq(read_decisions(), 2 * nships);
@@ -438,6 +439,23 @@ static void produce_status(rd_kafka_t *rk, fls_codec_t *c, const char *status_sy
         produce_ship(rk, c, "shX", status, ts, created, 0);
 }
 
+/* A producer to the shipments topic, and the codec of its values in *c (both the
+ * caller's to destroy). */
+static rd_kafka_t *ship_producer(fls_codec_t **c)
+{
+        char err[512];
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        rd_kafka_t *rk;
+
+        *c = fls_codec_new(FLS_SCHEMA_DIR, "shipments-value", 0, 1 << 16, err,
+                           sizeof(err));
+        cr_assert_not_null(*c, "%s", err);
+        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+        cr_assert_not_null(rk, "%s", err);
+        return rk;
+}
+
 /* "n\nms\n" of the parcelnet ring slot holding the hour of ts (malloc'ed). */
 static char *carrier_slot(int64_t ts)
 {
@@ -454,19 +472,13 @@ static char *carrier_slot(int64_t ts)
 
 Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
 {
-        char err[512], *keys, key[200];
-        rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        fls_codec_t *c = fls_codec_new(FLS_SCHEMA_DIR, "shipments-value", 0, 1 << 16, err,
-                                       sizeof(err));
-        rd_kafka_t *rk;
+        char *keys, key[200];
+        fls_codec_t *c;
+        rd_kafka_t *rk = ship_producer(&c);
         int64_t t0 = start_ts();
         pid_t pid;
         char *v;
 
-        cr_assert_not_null(c, "%s", err);
-        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-        cr_assert_not_null(rk, "%s", err);
         /* Delivered first, then in transit, then created, then picked; the delivery
          * is applied before the creation arrives, so the creation's batch is the one
          * that completes the delivery time. */
@@ -478,7 +490,7 @@ Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
         produce_ship(rk, c, "shY", 0, t0, t0, 0);
         produce_ship(rk, c, "shY", 4, t0 + 2 * 3600000, t0, 0);
         cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
-        pid = consume("ooo", "g3");
+        pid = consume("ooo", "g3", NULL);
         wait_applied(4);
         produce_status(rk, c, "CREATED", 0, t0, t0);
         produce_status(rk, c, "PICKED", 1, t0 + 60000, t0);
@@ -524,20 +536,14 @@ Test(it_shipments, out_of_order_statuses_resolve_by_event_time)
  * the others hear nothing more. */
 Test(it_shipments, refused_priority_is_revised_at_hand_over)
 {
-        char err[512], id[32];
-        rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        fls_codec_t *c = fls_codec_new(FLS_SCHEMA_DIR, "shipments-value", 0, 1 << 16, err,
-                                       sizeof(err));
-        rd_kafka_t *rk;
+        char id[32];
+        fls_codec_t *c;
+        rd_kafka_t *rk = ship_producer(&c);
         int64_t t0 = ((int64_t)time(NULL) / 3600 - 3) * 3600000LL + 30 * 60000;
         const int n = CAP + 3;
         long refused = 0, revised = 0;
         pid_t pid;
 
-        cr_assert_not_null(c, "%s", err);
-        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-        cr_assert_not_null(rk, "%s", err);
         nships = n;
         ships = calloc((size_t)n, sizeof(*ships));
         for (int i = 0; i < n; i++) {
@@ -549,7 +555,7 @@ Test(it_shipments, refused_priority_is_revised_at_hand_over)
                 produce_ship(rk, c, ships[i].id, 0, ships[i].ts, ships[i].ts, 1);
         }
         cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
-        pid = consume("rev", "g4");
+        pid = consume("rev", "g4", NULL);
         wait_applied(n);
         /* Hand-overs in a later batch, when the first decisions are recorded. */
         for (int i = 0; i < n; i++) {
@@ -618,17 +624,7 @@ static void kinds(long *total, long *missing)
  * the 3.2 s pause. */
 Test(it_shipments, stop_while_redis_is_down_keeps_decision_state)
 {
-        const char *args[] = {"consume",
-                              "shipments",
-                              "--batch.max_ms=20",
-                              "--batch.max_messages=50",
-                              "--metrics.port=-1",
-                              "--input.max_future_ms=31536000000",
-                              "--redis.retry_max_ms=3200",
-                              "--consumer.group=g4",
-                              NULL};
-        char err[512], log[400], id[32];
-        rd_kafka_conf_t *kc;
+        char id[32];
         fls_codec_t *c;
         rd_kafka_t *rk;
         int64_t t0 = start_ts();
@@ -640,22 +636,14 @@ Test(it_shipments, stop_while_redis_is_down_keeps_decision_state)
         if (fls_t_slowdown() > 1)
                 cr_skip_test("the schedule follows the retry backoff in wall time; "
                              "memcheck runs the consumer too slowly for it");
-        c = fls_codec_new(FLS_SCHEMA_DIR, "shipments-value", 0, 1 << 16, err,
-                          sizeof(err));
-        cr_assert_not_null(c, "%s", err);
-        kc = rd_kafka_conf_new();
-        rd_kafka_conf_set(kc, "bootstrap.servers", env.bootstrap, err, sizeof(err));
-        rd_kafka_conf_set(kc, "linger.ms", "0", err, sizeof(err));
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-        cr_assert_not_null(rk, "%s", err);
+        rk = ship_producer(&c);
         /* The restarted Redis must hold every write it acknowledged, so that what
          * is missing afterwards was never sent. */
         free(fls_t_redis_cli(&env, "CONFIG SET appendfsync always"));
         /* One partition: the poll that fails is always the one that carries the
          * previous poll's writes (each shipment still stays in one partition). */
         ship_partition = 2;
-        snprintf(log, sizeof(log), "%s/stop1.log", env.dir);
-        pid = fls_t_spawn(&env, log, args);
+        pid = consume("stop1", "g5", "--redis.retry_max_ms=3200");
         for (int i = 0; i < n; i++) {
                 snprintf(id, sizeof(id), "sd%d", i);
                 produce_ship(rk, c, id, 0, t0 + i * 1000, t0 + i * 1000, i % 7 == 0);
@@ -676,8 +664,7 @@ Test(it_shipments, stop_while_redis_is_down_keeps_decision_state)
         rd_kafka_destroy(rk);
         fls_codec_destroy(c);
 
-        snprintf(log, sizeof(log), "%s/stop2.log", env.dir);
-        pid = fls_t_spawn(&env, log, args);
+        pid = consume("stop2", "g5", NULL);
         wait_applied(n);
         stop(pid);
         kinds(&total, &missing);
