@@ -15,7 +15,6 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,8 +262,8 @@ struct fls_batch {
         int stale;
         fls_hash_t *hashes;
         size_t hashes_cap;
-        int *read_list;
-        size_t read_list_cap;
+        int *read_key; /* read index -> key index */
+        size_t read_key_cap;
         const char **ptrs;
         size_t ptrs_cap;
         /* command */
@@ -510,7 +509,7 @@ void fls_batch_destroy(fls_batch_t *b)
         free(b->slots);
         free(b->ops);
         free(b->hashes);
-        free(b->read_list);
+        free(b->read_key);
         free(b->ptrs);
         free(b->argv);
         free(b->argvlen);
@@ -799,8 +798,12 @@ void fls_batch_window(fls_batch_t *b, int ent, int fam, int feat, int64_t ts,
 int fls_batch_read(fls_batch_t *b, int ent, int fam)
 {
         int k = fam < 0 ? ent : fam_key(b, ent, fam);
-        if (b->keys[k].read < 0)
+        if (b->keys[k].read < 0) {
+                b->read_key = grow(b->read_key, &b->read_key_cap, b->nreads + 1,
+                                   sizeof(*b->read_key));
+                b->read_key[b->nreads] = k;
                 b->keys[k].read = (int)b->nreads++;
+        }
         return b->keys[k].read;
 }
 
@@ -916,18 +919,35 @@ static void arg(fls_batch_t *b, const char *s, size_t len)
         b->argvlen[b->argc++] = len;
 }
 
-/* Formats a number into the b->num arena and returns its offset. */
-static size_t __attribute__((format(printf, 2, 3)))
-num(fls_batch_t *b, const char *fmt, ...)
+/* Formats a number into the b->num arena and returns its offset. Integers are most
+ * of a script's arguments (several per event), so they skip printf. */
+static size_t num_i64(fls_batch_t *b, int64_t v)
 {
-        va_list ap;
-        int n;
+        char tmp[24], *p = tmp + sizeof(tmp);
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        size_t off, len;
+
+        do
+                *--p = (char)('0' + u % 10);
+        while ((u /= 10) != 0);
+        if (v < 0)
+                *--p = '-';
+        len = (size_t)(tmp + sizeof(tmp) - p);
+        b->num = grow(b->num, &b->num_cap, b->num_len + len + 1, 1);
+        off = b->num_len;
+        memcpy(b->num + off, p, len);
+        b->num[off + len] = '\0';
+        b->num_len += len + 1;
+        return off;
+}
+
+static size_t num_dbl(fls_batch_t *b, double v)
+{
         size_t off;
+        int n;
 
         b->num = grow(b->num, &b->num_cap, b->num_len + 32, 1);
-        va_start(ap, fmt);
-        n = vsnprintf(b->num + b->num_len, 32, fmt, ap);
-        va_end(ap);
+        n = snprintf(b->num + b->num_len, 32, "%.17g", v);
         off = b->num_len;
         b->num_len += (size_t)n + 1;
         return off;
@@ -949,10 +969,10 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                 *refs = grow(*refs, refcap, *nrefs + 1, sizeof(**refs));                 \
                 (*refs)[(*nrefs)++] = (struct argref){a, o, l, p};                       \
         } while (0)
-#define NUM(...)                                                                         \
+#define NUM(v)                                                                           \
         do {                                                                             \
-                size_t o_ = num(b, __VA_ARGS__);                                         \
-                REF(1, o_, strlen(b->num + o_), NULL);                                   \
+                size_t o_ = num_i64(b, (int64_t)(v));                                    \
+                REF(1, o_, b->num_len - o_ - 1, NULL);                                   \
         } while (0)
 #define STR(s) REF(2, 0, strlen(s), s)
         char metakey[320];
@@ -962,19 +982,19 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         moff = text_add(b, metakey, strlen(metakey));
         STR("EVALSHA");
         STR(st->sha);
-        NUM("%zu", b->nkeys + 1);
+        NUM(b->nkeys + 1);
         REF(0, moff, strlen(metakey), NULL);
         for (size_t k = 0; k < b->nkeys; k++)
                 REF(0, b->keys[k].off, b->keys[k].len, NULL);
-        NUM("%" PRId64, b->expect);
-        NUM("%" PRId64, b->last);
-        NUM("%" PRId64, b->emitted);
-        NUM("%" PRId64, b->watermark);
-        NUM("%" PRId64, b->late);
+        NUM(b->expect);
+        NUM(b->last);
+        NUM(b->emitted);
+        NUM(b->watermark);
+        NUM(b->late);
         STR(b->read_only ? "1" : "0");
-        NUM("%d", st->nfams);
+        NUM(st->nfams);
         for (int f = 0; f < st->nfams; f++) {
-                NUM("%d", st->fams[f].nfeat);
+                NUM(st->fams[f].nfeat);
                 for (int i = 0; i < st->fams[f].nfeat; i++)
                         STR(st->fams[f].f.features[i]);
         }
@@ -986,18 +1006,18 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         if (o->bucket < 0)
                                 break;
                         STR("W");
-                        NUM("%d", o->key + 2);
-                        NUM("%d", o->fam + 1);
-                        NUM("%" PRId64, o->bucket % st->fams[o->fam].slots);
-                        NUM("%" PRId64, o->bucket);
-                        NUM("%d", o->feat + 1);
-                        NUM("%" PRId64, o->i);
+                        NUM(o->key + 2);
+                        NUM(o->fam + 1);
+                        NUM(o->bucket % st->fams[o->fam].slots);
+                        NUM(o->bucket);
+                        NUM(o->feat + 1);
+                        NUM(o->i);
                         break;
                 case OP_INCR:
                         STR(o->post ? "i" : "I");
-                        NUM("%d", o->key + 2);
+                        NUM(o->key + 2);
                         STR(o->field);
-                        NUM("%" PRId64, o->i);
+                        NUM(o->i);
                         break;
                 case OP_MAX: {
                         /* The key's MAX ops are adjacent (op_cmp), one per field after
@@ -1007,38 +1027,41 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                                b->ops[j].key == o->key && b->ops[j].post == o->post)
                                 j++;
                         STR(o->post ? "m" : "M");
-                        NUM("%d", o->key + 2);
-                        NUM("%zu", j - i);
+                        NUM(o->key + 2);
+                        NUM(j - i);
                         for (; i < j; i++) {
                                 STR(b->ops[i].field);
-                                NUM("%" PRId64, b->ops[i].i);
+                                NUM(b->ops[i].i);
                         }
                         i--; /* the loop's i++ moves past the group */
                         break;
                 }
                 case OP_INCRF:
                         STR(o->post ? "f" : "F");
-                        NUM("%d", o->key + 2);
+                        NUM(o->key + 2);
                         STR(o->field);
-                        NUM("%.17g", o->d);
+                        {
+                                size_t o_ = num_dbl(b, o->d);
+                                REF(1, o_, b->num_len - o_ - 1, NULL);
+                        }
                         break;
                 case OP_SET:
                         STR(o->post ? "s" : "S");
-                        NUM("%d", o->key + 2);
+                        NUM(o->key + 2);
                         STR(o->field);
                         REF(0, o->sval, o->slen, NULL);
                         break;
                 case OP_STOCK: {
                         static const char *const subs[] = {"add", "take", "give"};
                         STR("K");
-                        NUM("%d", o->key + 2);
+                        NUM(o->key + 2);
                         STR(subs[o->sub]);
                         STR(o->field);
-                        NUM("%d", o->feat + 2); /* the ledger's key index */
+                        NUM(o->feat + 2); /* the ledger's key index */
                         REF(0, o->sval, o->slen, NULL);
-                        NUM("%" PRId64, o->i);
+                        NUM(o->i);
                         STR(o->over ? o->over : "oversold");
-                        NUM("%" PRId64, (int64_t)30 * 86400);
+                        NUM((int64_t)30 * 86400);
                         break;
                 }
                 case OP_PUSH: {
@@ -1050,9 +1073,9 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                                b->ops[j].key == o->key && b->ops[j].post == o->post)
                                 j++;
                         STR(o->post ? "l" : "L");
-                        NUM("%d", o->key + 2);
-                        NUM("%" PRId64, st->fams[o->fam].f.window_ms);
-                        NUM("%zu", j - i);
+                        NUM(o->key + 2);
+                        NUM(st->fams[o->fam].f.window_ms);
+                        NUM(j - i);
                         for (; i < j; i++)
                                 REF(0, b->ops[i].sval, b->ops[i].slen, NULL);
                         i--; /* the loop's i++ moves past the group */
@@ -1060,8 +1083,8 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                 }
                 case OP_EXPIRE:
                         STR(o->post ? "e" : "E");
-                        NUM("%d", o->key + 2);
-                        NUM("%" PRId64, o->i);
+                        NUM(o->key + 2);
+                        NUM(o->i);
                         break;
                 }
         }
@@ -1071,18 +1094,14 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                     st->fams[b->keys[k].fam].ttl_s < 0)
                         continue;
                 STR("E");
-                NUM("%zu", k + 2);
-                NUM("%" PRId64, st->fams[b->keys[k].fam].ttl_s);
+                NUM(k + 2);
+                NUM(st->fams[b->keys[k].fam].ttl_s);
         }
         /* Reads in read-index order, so reply element 3 + r is read r. */
         for (size_t r = 0; r < b->nreads; r++) {
-                for (size_t k = 0; k < b->nkeys; k++) {
-                        if (b->keys[k].read == (int)r) {
-                                int fam = b->keys[k].fam;
-                                STR(fam >= 0 && st->fams[fam].slots == 0 ? "Q" : "R");
-                                NUM("%zu", k + 2);
-                        }
-                }
+                int fam = b->keys[b->read_key[r]].fam;
+                STR(fam >= 0 && st->fams[fam].slots == 0 ? "Q" : "R");
+                NUM(b->read_key[r] + 2);
         }
 #undef REF
 #undef NUM
@@ -1127,20 +1146,12 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
                 total += r->element[3 + i]->elements;
         b->ptrs = grow(b->ptrs, &b->ptrs_cap, total + 1, sizeof(*b->ptrs));
         total = 0;
-        b->read_list =
-            grow(b->read_list, &b->read_list_cap, b->nreads + 1, sizeof(*b->read_list));
-        for (size_t i = 0; i < b->nreads; i++)
-                b->read_list[i] = 0;
-        for (size_t k = 0; k < b->nkeys; k++) {
-                int fam = b->keys[k].fam;
-                if (b->keys[k].read >= 0 && fam >= 0 && b->st->fams[fam].slots == 0)
-                        b->read_list[b->keys[k].read] = 1;
-        }
         for (size_t i = 0; i < b->nreads; i++) {
                 redisReply *h = r->element[3 + i];
                 size_t n = h->elements / 2;
                 fls_hash_t *hv = &b->hashes[i];
-                if (b->read_list[i]) {
+                int fam = b->keys[b->read_key[i]].fam;
+                if (fam >= 0 && b->st->fams[fam].slots == 0) {
                         /* A list: its items are the fields, values alias them. */
                         for (size_t k = 0; k < h->elements; k++)
                                 b->ptrs[total + k] = h->element[k]->str;
