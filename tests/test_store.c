@@ -151,6 +151,84 @@ Test(store, fence_refuses_stale_and_rewound_batches)
         fls_store_destroy(st);
 }
 
+/* One EXPIRE per key while its TTL is fresh: the second batch must not send one
+ * (the TTL cut by hand stays cut); a new TTL value, a key first touched by a
+ * read-only batch or only read, and anything after a stale batch must. */
+static int ttl_of(const char *key)
+{
+        char cmd[160], *v;
+        int t;
+
+        snprintf(cmd, sizeof(cmd), "TTL '%s'", key);
+        v = fls_t_redis_cli(&env, cmd);
+        t = atoi(v);
+        free(v);
+        return t;
+}
+
+static void cut_ttl(const char *key)
+{
+        char cmd[160];
+
+        snprintf(cmd, sizeof(cmd), "EXPIRE '%s' 50", key);
+        free(fls_t_redis_cli(&env, cmd));
+}
+
+static void touch(fls_store_t *st, fls_batch_t *b, int read_only, const char *ent,
+                  int64_t ttl, int64_t expect, int64_t last)
+{
+        int e;
+
+        fls_batch_begin(b, "t", 5, read_only);
+        e = fls_batch_entity(b, ent, strlen(ent));
+        fls_batch_incr(b, e, "n", 1);
+        fls_batch_expire(b, e, ttl);
+        fls_batch_offsets(b, expect, last, -1, 0, 0);
+        apply1(st, b);
+}
+
+Test(store, ttl_refresh_is_throttled_until_stale)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+
+        touch(st, b, 1, "k2", 1000, -1, -1); /* read-only: nothing set */
+        touch(st, b, 0, "k", 1000, -1, 1);
+        cr_assert(ttl_of("t:{t.5}:k") > 900);
+        touch(st, b, 0, "k2", 1000, 1, 2);
+        cr_assert(ttl_of("t:{t.5}:k2") > 900, "a read-only EXPIRE counted as set");
+
+        cut_ttl("t:{t.5}:k");
+        touch(st, b, 0, "k", 1000, 2, 3);
+        cr_assert_not(fls_batch_stale(b));
+        cr_assert(ttl_of("t:{t.5}:k") <= 50, "a fresh TTL was sent again");
+        touch(st, b, 0, "k", 2000, 3, 4);
+        cr_assert(ttl_of("t:{t.5}:k") > 1900, "a new TTL value was not sent");
+
+        cut_ttl("t:{t.5}:k");
+        touch(st, b, 0, "k", 2000, 99, 100);
+        cr_assert(fls_batch_stale(b));
+        touch(st, b, 0, "k", 2000, 4, 5);
+        cr_assert_not(fls_batch_stale(b));
+        cr_assert(ttl_of("t:{t.5}:k") > 1900, "the TTL cache outlived a stale batch");
+
+        /* A ring only read gets no TTL (it does not exist); the batch that then
+         * creates it must send one. */
+        for (int w = 0; w < 2; w++) {
+                int e;
+                fls_batch_begin(b, "t", 5, 0);
+                e = fls_batch_entity(b, "k3", 2);
+                if (w)
+                        fls_batch_window(b, e, 0, 0, 5000, 1);
+                fls_batch_read(b, e, 0);
+                fls_batch_offsets(b, 5 + w, 6 + w, -1, 0, 0);
+                apply1(st, b);
+        }
+        cr_assert(ttl_of("t:{t.5}:k3:w") > 0, "a ring was created without a TTL");
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
 Test(store, read_only_batch_writes_nothing)
 {
         fls_store_t *st = store();

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The script. KEYS[1] is the partition's meta hash, the rest are entity keys.
  * ARGV: expected, last, emitted, watermark, late, read_only, nfam, per family its
@@ -213,7 +214,16 @@ struct key {
         int fam;           /* -1: entity hash */
         int ent;           /* entity key this key belongs to */
         int read;          /* read index, -1 if none */
+        int written;       /* build: an op of the batch creates or changes it */
 };
+
+/* One slot of the TTL cache: a direct-mapped table over key-name hashes. A lost slot
+ * costs one EXPIRE more, never a missing one. */
+struct ttlent {
+        uint64_t h; /* 0: empty */
+        int64_t at_ms, ttl_s;
+};
+#define TTL_SLOTS (1u << 17) /* 3 MiB; more keys than a partition set keeps hot */
 
 struct famx {
         fls_family_t f;
@@ -234,6 +244,8 @@ struct fls_store {
         fls_hash_t hview;
         const char **hptrs;
         size_t hptrs_cap;
+        /* keys whose TTL this connection set lately (ttl_fresh) */
+        struct ttlent *ttl;
         /* batches sent by fls_store_send whose replies are not read yet, in order */
         fls_batch_t **inflight;
         size_t ninflight, inflight_head, inflight_cap;
@@ -312,7 +324,8 @@ fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const cha
         while (families && families[n].name)
                 n++;
         st->fams = calloc(n ? (size_t)n : 1, sizeof(*st->fams));
-        if (!st->host || !st->prefix || !st->fams) {
+        st->ttl = calloc(TTL_SLOTS, sizeof(*st->ttl));
+        if (!st->host || !st->prefix || !st->fams || !st->ttl) {
                 snprintf(errstr, errstr_size, "out of memory");
                 fls_store_destroy(st);
                 return NULL;
@@ -375,6 +388,7 @@ void fls_store_destroy(fls_store_t *st)
                 redisFree(st->rc);
         free(st->hptrs);
         free(st->inflight);
+        free(st->ttl);
         free(st->fams);
         free(st->host);
         free(st->prefix);
@@ -385,8 +399,11 @@ static int settle(fls_store_t *st, char *errstr, size_t errstr_size);
 
 /* After any error the context is dead (hiredis): replies still owed to sent batches
  * are lost with it, and those batches must be applied again. */
+static void ttl_forget(fls_store_t *st);
+
 static void drop(fls_store_t *st)
 {
+        ttl_forget(st);
         for (size_t i = st->inflight_head; i < st->ninflight; i++)
                 st->inflight[i]->sent = 0;
         st->ninflight = st->inflight_head = 0;
@@ -953,6 +970,49 @@ static size_t num_dbl(fls_batch_t *b, double v)
         return off;
 }
 
+/* EXPIRE throttle. Every key a batch writes gets its TTL again (2.5 EXPIREs per
+ * click event, each ~2 us of Redis inside the script plus its AOF entry), although
+ * the TTL only has to outlive the key's idle time. A key whose TTL this connection
+ * set to the same value less than 1/8 of it ago is not sent one: an idle key now
+ * lives between 7/8 of its TTL and all of it after its last write. The table is
+ * forgotten whenever Redis may not hold what it says: a dropped connection (Redis
+ * may have restarted and lost the last second) or a stale batch (its writes,
+ * EXPIREs included, did not apply). */
+static void ttl_forget(fls_store_t *st)
+{
+        memset(st->ttl, 0, TTL_SLOTS * sizeof(*st->ttl));
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 if the key's TTL was set to ttl_s lately (skip the EXPIRE), else records that
+ * it is being set now and returns 0. Only for keys the batch writes: an EXPIRE on a
+ * key that does not exist sets nothing, and the write that later creates the key
+ * must send its own. */
+static int ttl_fresh(fls_store_t *st, const char *key, size_t len, int64_t ttl_s,
+                     int64_t now_ms)
+{
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        struct ttlent *e;
+
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+        h |= 1; /* never 0, the empty mark */
+        e = &st->ttl[h & (TTL_SLOTS - 1)];
+        if (e->h == h && e->ttl_s == ttl_s && now_ms - e->at_ms < ttl_s * 1000 / 8)
+                return 1;
+        e->h = h;
+        e->at_ms = now_ms;
+        e->ttl_s = ttl_s;
+        return 0;
+}
+
 /* argv[] holds pointers into text/num arenas that may move while the command is
  * built, so entries are first recorded as (arena, offset) and resolved at the end. */
 struct argref {
@@ -977,6 +1037,17 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
 #define STR(s) REF(2, 0, strlen(s), s)
         char metakey[320];
         size_t moff;
+        int64_t now = mono_ms();
+
+        for (size_t k = 0; k < b->nkeys; k++)
+                b->keys[k].written = 0;
+        for (size_t i = 0; i < b->nops; i++) {
+                const struct op *o = &b->ops[i];
+                if (o->kind == OP_WIN     ? o->bucket >= 0
+                    : o->kind == OP_STOCK ? o->sub != FLS_STOCK_GIVE
+                                          : o->kind != OP_EXPIRE)
+                        b->keys[o->key].written = 1;
+        }
 
         snprintf(metakey, sizeof(metakey), "%smeta", b->tag);
         moff = text_add(b, metakey, strlen(metakey));
@@ -1082,6 +1153,11 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         break;
                 }
                 case OP_EXPIRE:
+                        /* A read-only batch has only deferred ones. */
+                        if (b->keys[o->key].written &&
+                            ttl_fresh(st, b->text + b->keys[o->key].off,
+                                      b->keys[o->key].len, o->i, now))
+                                break;
                         STR(o->post ? "e" : "E");
                         NUM(o->key + 2);
                         NUM(o->i);
@@ -1092,6 +1168,10 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         for (size_t k = 0; k < b->nkeys; k++) {
                 if (b->read_only || b->keys[k].fam < 0 ||
                     st->fams[b->keys[k].fam].ttl_s < 0)
+                        continue;
+                if (b->keys[k].written &&
+                    ttl_fresh(st, b->text + b->keys[k].off, b->keys[k].len,
+                              st->fams[b->keys[k].fam].ttl_s, now))
                         continue;
                 STR("E");
                 NUM(k + 2);
@@ -1141,6 +1221,8 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
         }
         b->reply = r;
         b->stale = r->element[0]->integer != 0;
+        if (b->stale)
+                ttl_forget(b->st);
         b->hashes = grow(b->hashes, &b->hashes_cap, b->nreads + 1, sizeof(*b->hashes));
         for (size_t i = 0; i < b->nreads; i++)
                 total += r->element[3 + i]->elements;

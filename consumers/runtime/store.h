@@ -14,7 +14,8 @@
  *                                  slot, "<feature>@<slot>" the counts
  * A bucket is floor(ts / bucket_ms); its slot is bucket mod slots. Writing a bucket
  * newer than the one a slot holds clears the slot first, so memory per entity is
- * bounded by slots x features, and keys carry a TTL so idle entities disappear.
+ * bounded by slots x features, and keys carry a TTL so idle entities disappear. A
+ * key's TTL is sent again at most every eighth of it (store.c, ttl_fresh).
  */
 #ifndef FLS_STORE_H
 #define FLS_STORE_H
