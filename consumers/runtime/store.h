@@ -1,8 +1,9 @@
 /*
  * store: the Redis side of a consumer. Feature updates of one input partition are
  * queued per micro-batch and applied in one Lua script call, atomically with that
- * partition's offsets; the hashes a consumer asked to read back come back in the same
- * reply. The stage between Avro decode and the models.
+ * partition's offsets; the hashes a consumer asked to read back are read by plain
+ * commands pipelined right behind the script, so they see what it left. The stage
+ * between Avro decode and the models.
  *
  * Key layout (all keys of input partition P of topic T share the hash tag {T.P}, so a
  * batch is one script on one Redis Cluster slot):
