@@ -229,6 +229,47 @@ Test(store, ttl_refresh_is_throttled_until_stale)
         fls_store_destroy(st);
 }
 
+/* Replies are built in the batch's arena: a value larger than a chunk, many
+ * fields over several chunks, and the same again after the arena is reused. */
+Test(store, large_replies_read_back_whole)
+{
+        fls_store_t *st = store();
+        fls_batch_t *b = fls_batch_new(st);
+        static char big[200001];
+        static char names[3000][8];
+
+        memset(big, 'x', sizeof(big) - 1);
+        big[7] = 'y';
+        for (int i = 0; i < 3000; i++)
+                snprintf(names[i], sizeof(names[i]), "f%d", i);
+        for (int round = 0; round < 2; round++) {
+                const fls_hash_t *h1, *h2;
+                int e1, e2, r1, r2;
+                fls_batch_begin(b, "t", 9, 0);
+                e1 = fls_batch_entity(b, "big", 3);
+                fls_batch_set(b, e1, "v", big, sizeof(big) - 1);
+                e2 = fls_batch_entity(b, "wide", 4);
+                for (int i = 0; i < 3000; i++)
+                        fls_batch_incr(b, e2, names[i], i + round);
+                r1 = fls_batch_read(b, e1, -1);
+                r2 = fls_batch_read(b, e2, -1);
+                fls_batch_offsets(b, round - 1, round, -1, 0, 0);
+                apply1(st, b);
+                cr_assert_not(fls_batch_stale(b));
+                h1 = fls_batch_reply(b, r1);
+                h2 = fls_batch_reply(b, r2);
+                cr_assert_eq(strlen(fls_hash_get(h1, "v")), sizeof(big) - 1);
+                cr_assert_eq(fls_hash_get(h1, "v")[7], 'y');
+                cr_assert_eq(h2->n, 3000);
+                for (int i = 0; i < 3000; i += 7)
+                        cr_assert_eq(fls_hash_int(h2, names[i], -1),
+                                     round ? 2 * i + 1 : i, "round %d field %d", round,
+                                     i);
+        }
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
 Test(store, read_only_batch_writes_nothing)
 {
         fls_store_t *st = store();
