@@ -406,10 +406,10 @@ void fls_store_destroy(fls_store_t *st)
 
 static int settle(fls_store_t *st, char *errstr, size_t errstr_size);
 
-/* After any error the context is dead (hiredis): replies still owed to sent batches
- * are lost with it, and those batches must be applied again. */
 static void ttl_forget(fls_store_t *st);
 
+/* After any error the context is dead (hiredis): replies still owed to sent batches
+ * are lost with it, and those batches must be applied again. */
 static void drop(fls_store_t *st)
 {
         ttl_forget(st);
