@@ -246,6 +246,9 @@ struct fls_store {
         size_t hptrs_cap;
         /* keys whose TTL this connection set lately (ttl_fresh) */
         struct ttlent *ttl;
+        /* the argument list of send_batch, reused from batch to batch */
+        struct argref *refs;
+        size_t refcap;
         /* batches sent by fls_store_send whose replies are not read yet, in order */
         fls_batch_t **inflight;
         size_t ninflight, inflight_head, inflight_cap;
@@ -398,6 +401,7 @@ void fls_store_destroy(fls_store_t *st)
         free(st->hptrs);
         free(st->inflight);
         free(st->ttl);
+        free(st->refs);
         free(st->fams);
         free(st->host);
         free(st->prefix);
@@ -1448,16 +1452,12 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
         return 0;
 }
 
-/* The argument list of send_batch, reused from batch to batch. */
-static __thread struct argref *refs;
-static __thread size_t refcap;
-
 /* Queues the batch's script on the connection (written at the next write or read)
  * and records that its reply is owed. */
 static int append(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_size)
 {
         release_reply(b);
-        if (send_batch(b, &refs, &refcap) != REDIS_OK) {
+        if (send_batch(b, &st->refs, &st->refcap) != REDIS_OK) {
                 snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
                 drop(st);
                 return -1;
