@@ -582,10 +582,10 @@ static fls_batch_t *task_batch(const redisReadTask *t)
         return t->privdata;
 }
 
-/* A new element, linked into its parent array. */
-static redisReply *reply_node(const redisReadTask *t, int type)
+/* A new element of b's arena, linked into its parent array. */
+static redisReply *reply_node(fls_batch_t *b, const redisReadTask *t, int type)
 {
-        redisReply *r = arena_alloc(task_batch(t), sizeof(*r));
+        redisReply *r = arena_alloc(b, sizeof(*r));
 
         if (!r)
                 return NULL;
@@ -598,9 +598,10 @@ static redisReply *reply_node(const redisReadTask *t, int type)
 
 static void *reply_string(const redisReadTask *t, char *str, size_t len)
 {
-        redisReply *r = reply_node(t, t->type);
+        fls_batch_t *b = task_batch(t);
+        redisReply *r = reply_node(b, t, t->type);
 
-        if (!r || !(r->str = arena_alloc(task_batch(t), len + 1)))
+        if (!r || !(r->str = arena_alloc(b, len + 1)))
                 return NULL;
         memcpy(r->str, str, len);
         r->str[len] = '\0';
@@ -610,13 +611,14 @@ static void *reply_string(const redisReadTask *t, char *str, size_t len)
 
 static void *reply_array(const redisReadTask *t, int n)
 {
-        redisReply *r = reply_node(t, REDIS_REPLY_ARRAY);
+        fls_batch_t *b = task_batch(t);
+        redisReply *r = reply_node(b, t, REDIS_REPLY_ARRAY);
 
         if (!r)
                 return NULL;
         r->elements = n > 0 ? (size_t)n : 0;
         if (n > 0) {
-                r->element = arena_alloc(task_batch(t), (size_t)n * sizeof(*r->element));
+                r->element = arena_alloc(b, (size_t)n * sizeof(*r->element));
                 if (!r->element)
                         return NULL;
                 memset(r->element, 0, (size_t)n * sizeof(*r->element));
@@ -626,7 +628,7 @@ static void *reply_array(const redisReadTask *t, int n)
 
 static void *reply_integer(const redisReadTask *t, long long v)
 {
-        redisReply *r = reply_node(t, REDIS_REPLY_INTEGER);
+        redisReply *r = reply_node(task_batch(t), t, REDIS_REPLY_INTEGER);
 
         if (r)
                 r->integer = v;
@@ -635,7 +637,7 @@ static void *reply_integer(const redisReadTask *t, long long v)
 
 static void *reply_nil(const redisReadTask *t)
 {
-        return reply_node(t, REDIS_REPLY_NIL);
+        return reply_node(task_batch(t), t, REDIS_REPLY_NIL);
 }
 
 static void reply_free(void *r)
@@ -1115,38 +1117,38 @@ static void arg(fls_batch_t *b, const char *s, size_t len)
         b->argvlen[b->argc++] = len;
 }
 
-/* Formats a number into the b->num arena and returns its offset. Integers are most
- * of a script's arguments (several per event), so they skip printf. */
-static size_t num_i64(fls_batch_t *b, int64_t v)
+/* Copies a formatted number into the b->num arena; returns its offset. */
+static size_t num_put(fls_batch_t *b, const char *p, size_t len)
 {
-        char tmp[24], *p = tmp + sizeof(tmp);
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        size_t off, len;
+        size_t off = b->num_len;
 
-        do
-                *--p = (char)('0' + u % 10);
-        while ((u /= 10) != 0);
-        if (v < 0)
-                *--p = '-';
-        len = (size_t)(tmp + sizeof(tmp) - p);
         b->num = grow(b->num, &b->num_cap, b->num_len + len + 1, 1);
-        off = b->num_len;
         memcpy(b->num + off, p, len);
         b->num[off + len] = '\0';
         b->num_len += len + 1;
         return off;
 }
 
+/* Integers are most of a script's arguments (several per event): no printf. */
+static size_t num_i64(fls_batch_t *b, int64_t v)
+{
+        char tmp[24], *p = tmp + sizeof(tmp);
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+        do
+                *--p = (char)('0' + u % 10);
+        while ((u /= 10) != 0);
+        if (v < 0)
+                *--p = '-';
+        return num_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 static size_t num_dbl(fls_batch_t *b, double v)
 {
-        size_t off;
-        int n;
+        char tmp[32];
+        int n = snprintf(tmp, sizeof(tmp), "%.17g", v);
 
-        b->num = grow(b->num, &b->num_cap, b->num_len + 32, 1);
-        n = snprintf(b->num + b->num_len, 32, "%.17g", v);
-        off = b->num_len;
-        b->num_len += (size_t)n + 1;
-        return off;
+        return num_put(b, tmp, (size_t)n);
 }
 
 /* EXPIRE throttle. Every key a batch writes gets its TTL again (2.5 EXPIREs per
