@@ -706,14 +706,20 @@ void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int r
                 memset(b->slots, 0xff, b->slots_cap * sizeof(*b->slots));
 }
 
+/* Appends s and a NUL to a growing text buffer; returns its offset. */
+static size_t buf_add(char **buf, size_t *used, size_t *cap, const char *s, size_t len)
+{
+        size_t off = *used;
+        *buf = grow(*buf, cap, *used + len + 1, 1);
+        memcpy(*buf + off, s, len);
+        (*buf)[off + len] = '\0';
+        *used += len + 1;
+        return off;
+}
+
 static size_t text_add(fls_batch_t *b, const char *s, size_t len)
 {
-        size_t off = b->text_len;
-        b->text = grow(b->text, &b->text_cap, b->text_len + len + 1, 1);
-        memcpy(b->text + off, s, len);
-        b->text[off + len] = '\0';
-        b->text_len += len + 1;
-        return off;
+        return buf_add(&b->text, &b->text_len, &b->text_cap, s, len);
 }
 
 static uint64_t hash_bytes(const char *s, size_t len, int fam)
@@ -1120,13 +1126,7 @@ static void arg(fls_batch_t *b, const char *s, size_t len)
 /* Copies a formatted number into the b->num arena; returns its offset. */
 static size_t num_put(fls_batch_t *b, const char *p, size_t len)
 {
-        size_t off = b->num_len;
-
-        b->num = grow(b->num, &b->num_cap, b->num_len + len + 1, 1);
-        memcpy(b->num + off, p, len);
-        b->num[off + len] = '\0';
-        b->num_len += len + 1;
-        return off;
+        return buf_add(&b->num, &b->num_len, &b->num_cap, p, len);
 }
 
 /* Integers are most of a script's arguments (several per event): no printf. */
