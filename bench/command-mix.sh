@@ -5,7 +5,9 @@
 # consumer starts) is divided by the events. Commands called from inside the script
 # count on their own lines; the evalsha line holds the whole script, them included.
 # Also prints the consumer's CPU, Redis's CPU and the time the consumer spent inside
-# polls (flashstream_batch_seconds_sum), the figures bench/README.md "Update 4" compares.
+# polls (flashstream_batch_seconds_sum), the figures bench/README.md "Update 4" compares,
+# and how much of that time it waited for Redis's script replies, for claims on global
+# counters and for output acknowledgements (the rest is its own work; "Update 5").
 #   usage: bash bench/command-mix.sh [EVENTS [PARTITIONS [--consumer options ...]]]
 #   env:   FLS_BUILD (default build)
 set -euo pipefail
@@ -52,10 +54,13 @@ while [ "$(rcli EVAL "$lua" 0)" -lt "$clicks" ]; do
         kill -0 "$cons" 2>/dev/null || { tail -5 "$RUN/consumer.log" >&2; exit 1; }
         sleep 0.05
 done
-polls=$(curl -s "localhost:$mport/metrics" |
-        awk '/^flashstream_batch_seconds_sum/ { printf "%.2f", $2 }')
+metric() { awk -v m="$1" '$1 ~ "^" m "_sum" { printf "%.2f", $2 }' "$RUN/metrics"; }
+curl -s "localhost:$mport/metrics" >"$RUN/metrics"
 echo "click events $clicks, partitions $PARTS"
-echo "consumer CPU $(cpu_of "$cons") s, time in polls ${polls:-?} s"
+echo "consumer CPU $(cpu_of "$cons") s, time in polls $(metric flashstream_batch_seconds) s:" \
+        "waiting for script replies $(metric flashstream_redis_seconds) s," \
+        "for claims $(metric flashstream_claims_seconds) s," \
+        "for output acks $(metric flashstream_flush_seconds) s"
 rcli INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { s += $2 }
         END { printf "redis CPU %.2f s (user + sys)\n", s }'
 rcli INFO commandstats | tr -d '\r' |

@@ -88,7 +88,7 @@ struct runner {
         uint64_t poll;
         /* metrics */
         fls_counter_t *m_in, *m_late, *m_bad[FLS_BAD__COUNT], *m_stale, *m_redis_err;
-        fls_hist_t *m_batch, *m_redis;
+        fls_hist_t *m_batch, *m_redis, *m_claims, *m_flush;
         fls_gauge_t *m_lag;
 };
 typedef struct runner runner_t;
@@ -289,6 +289,7 @@ int fls_emit_claims_run(fls_emit_t *e)
         runner_t *r = e->r;
         char err[512];
         int backoff = 50;
+        double t0 = now_s();
 
         while (fls_claims_run(r->gstore, e->claims, 7 * 86400, err, sizeof(err))) {
                 fls_counter_add(r->m_redis_err, 1);
@@ -298,6 +299,7 @@ int fls_emit_claims_run(fls_emit_t *e)
                         return -1;
                 backoff = backoff * 2 > r->retry_max_ms ? r->retry_max_ms : backoff * 2;
         }
+        fls_hist_observe(r->m_claims, now_s() - t0);
         return 0;
 }
 
@@ -582,7 +584,7 @@ static void process(runner_t *r, size_t n)
         int bro[MAX_BATCHES];
         size_t nb = 0, i = 0;
         int down = 0, resent = 0;
-        double t0 = now_s(), waited = 0;
+        double t0 = now_s(), t1, waited = 0;
         char err[512];
         rd_kafka_topic_partition_list_t *done;
 
@@ -688,8 +690,10 @@ static void process(runner_t *r, size_t n)
         }
         /* Outputs and dead letters are acknowledged before the batch counts as
          * emitted: a crash before this point replays it. */
+        t1 = now_s();
         while (rd_kafka_outq_len(r->producer) > 0 && !*r->stop)
                 rd_kafka_flush(r->producer, 100);
+        fls_hist_observe(r->m_flush, now_s() - t1);
         if (rd_kafka_outq_len(r->producer) > 0 || r->fatal) {
                 /* Not all acknowledged, or a delivery failed (dr_cb): nothing of
                  * this poll may be recorded as emitted, here or when leaving the
@@ -925,6 +929,16 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                 r->m_redis = fls_metrics_hist(
                     r->metrics, "flashstream_redis_seconds",
                     "Time a poll spent waiting for its scripts' replies.", lbl, lat,
+                    sizeof(lat) / sizeof(lat[0]));
+                /* With the two above, where a poll's time goes: the rest is this
+                 * process's own work (decode, features, models, policy, encode). */
+                r->m_claims =
+                    fls_metrics_hist(r->metrics, "flashstream_claims_seconds",
+                                     "Time one round of claims on global counters took.",
+                                     lbl, lat, sizeof(lat) / sizeof(lat[0]));
+                r->m_flush = fls_metrics_hist(
+                    r->metrics, "flashstream_flush_seconds",
+                    "Time a poll waited for its outputs to be acknowledged.", lbl, lat,
                     sizeof(lat) / sizeof(lat[0]));
                 r->m_lag = fls_metrics_gauge(r->metrics, "flashstream_consumer_lag",
                                              "Messages behind the end of the assigned "
