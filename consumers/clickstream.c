@@ -166,6 +166,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "model.h"
 #include "task_intent_sim.h"
 #include "task_participation.h"
@@ -729,21 +730,6 @@ static size_t keep(clickstream_t *c, const char *str, size_t len)
         return off;
 }
 
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-        size_t n = *cap ? *cap : 64;
-        void *q;
-        if (need <= *cap)
-                return p;
-        while (n < need)
-                n *= 2;
-        q = realloc(p, n * elem);
-        if (!q)
-                abort(); /* bounded by batch.max_messages */
-        *cap = n;
-        return q;
-}
-
 /* ---- snapshot text ------------------------------------------------------------
  * The snapshots, journal entries and keys are written and read back every batch
  * (~2 kB per user touched, ~10 kB per category viewed). Through snprintf/sscanf
@@ -909,7 +895,7 @@ static struct pcache *pcache_get(clickstream_t *c, int32_t partition)
         for (size_t i = 0; i < c->npc; i++)
                 if (c->pc[i].partition == partition)
                         return &c->pc[i];
-        c->pc = grow(c->pc, &c->pc_cap, c->npc + 1, sizeof(*c->pc));
+        c->pc = fls_grow(c->pc, &c->pc_cap, c->npc + 1, sizeof(*c->pc));
         c->pc[c->npc] = (struct pcache){partition, 0, -1, -1, -1};
         return &c->pc[c->npc++];
 }
@@ -940,9 +926,9 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         }
         if (c->npend == c->pend_cap) {
                 size_t cap = c->pend_cap;
-                c->pend = grow(c->pend, &cap, c->npend + 1, sizeof(*c->pend));
+                c->pend = fls_grow(c->pend, &cap, c->npend + 1, sizeof(*c->pend));
                 cap = c->pend_cap;
-                c->feat = grow(c->feat, &cap, c->npend + 1, sizeof(*c->feat));
+                c->feat = fls_grow(c->feat, &cap, c->npend + 1, sizeof(*c->feat));
                 c->pend_cap = cap;
         }
         p = &c->pend[c->npend++];
@@ -1095,8 +1081,8 @@ static void ov_reset(clickstream_t *c)
                 struct ov *o = &c->ov[i];
                 if (!o->tr)
                         continue;
-                c->trpool =
-                    grow(c->trpool, &c->trpool_cap, c->ntrpool + 1, sizeof(*c->trpool));
+                c->trpool = fls_grow(c->trpool, &c->trpool_cap, c->ntrpool + 1,
+                                     sizeof(*c->trpool));
                 c->trpool[c->ntrpool++] = (struct trbuf){o->tr, o->tr_cap};
                 o->tr = NULL;
                 o->tr_cap = 0;
@@ -1317,7 +1303,7 @@ static void load_cat(clickstream_t *c, struct ov *o, const char *s, int64_t off)
                 len = strcspn(sk, " ");
                 if (len == 0 || len > 60 || of >= off)
                         return;
-                o->tr = grow(o->tr, &o->tr_cap, o->ntr + 1, sizeof(*o->tr));
+                o->tr = fls_grow(o->tr, &o->tr_cap, o->ntr + 1, sizeof(*o->tr));
                 o->tr[o->ntr++] =
                     (struct trv){ts, fls_isim_sku_id(sk, len), keep(c, sk, len), len, of};
                 s = sk + len;
@@ -1345,7 +1331,7 @@ static void load_sale(struct ov *o, const char *s, int64_t off)
 static size_t wkeep(clickstream_t *c, const char *s, size_t len)
 {
         size_t off = c->wtext_len;
-        c->wtext = grow(c->wtext, &c->wtext_cap, c->wtext_len + len + 1, 1);
+        c->wtext = fls_grow(c->wtext, &c->wtext_cap, c->wtext_len + len + 1, 1);
         memcpy(c->wtext + off, s, len);
         c->wtext[off + len] = '\0';
         c->wtext_len += len + 1;
@@ -1357,7 +1343,7 @@ static void wadd(clickstream_t *c, int32_t partition, const char *entity, size_t
                  size_t slen)
 {
         struct wr *w;
-        c->wr = grow(c->wr, &c->wr_cap, c->nwr + 1, sizeof(*c->wr));
+        c->wr = fls_grow(c->wr, &c->wr_cap, c->nwr + 1, sizeof(*c->wr));
         w = &c->wr[c->nwr++];
         w->partition = partition;
         w->kind = kind;
@@ -1507,7 +1493,7 @@ static void build_later(clickstream_t *c, size_t n)
         for (size_t k = 0; k < n; k++) {
                 const struct pending *p = &c->pend[c->order[k]];
                 struct lev *e;
-                c->lev = grow(c->lev, &c->lev_cap, c->nlev + 1, sizeof(*c->lev));
+                c->lev = fls_grow(c->lev, &c->lev_cap, c->nlev + 1, sizeof(*c->lev));
                 e = &c->lev[c->nlev++];
                 memset(e, 0, sizeof(*e));
                 e->offset = p->offset;
@@ -1543,7 +1529,8 @@ static void build_later(clickstream_t *c, size_t n)
                         if (e.offset <= last->offset)
                                 continue;
                         e.next_user = e.next_sku = e.next_all = -1;
-                        c->lev = grow(c->lev, &c->lev_cap, c->nlev + 1, sizeof(*c->lev));
+                        c->lev =
+                            fls_grow(c->lev, &c->lev_cap, c->nlev + 1, sizeof(*c->lev));
                         c->lev[c->nlev++] = e;
                 }
         }
@@ -1827,7 +1814,8 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 }
                 kc->touch = c->nbatch;
                 if (!p->late) {
-                        kc->tr = grow(kc->tr, &kc->tr_cap, kc->ntr + 1, sizeof(*kc->tr));
+                        kc->tr =
+                            fls_grow(kc->tr, &kc->tr_cap, kc->ntr + 1, sizeof(*kc->tr));
                         kc->tr[kc->ntr++] = (struct trv){
                             p->ts, fls_isim_sku_id(c->text + p->sku, p->sku_len), p->sku,
                             p->sku_len, p->offset};
@@ -1908,8 +1896,8 @@ static void user_writes(clickstream_t *c)
         char ent[300];
         int pre_ttl = 0; /* a batch is one partition */
         /* Room for the longest entry, and for the pre record (PRE_KEEP x 4 fields). */
-        c->sbuf =
-            grow(c->sbuf, &c->sbuf_cap, 32 + (size_t)PRE_KEEP * 4 * (1 + I64_MAX_LEN), 1);
+        c->sbuf = fls_grow(c->sbuf, &c->sbuf_cap,
+                           32 + (size_t)PRE_KEEP * 4 * (1 + I64_MAX_LEN), 1);
         for (size_t i = 0; i < c->nov; i++) {
                 struct ov *o = &c->ov[i];
                 size_t len, elen;
@@ -1982,7 +1970,7 @@ static void snapshot_writes(clickstream_t *c)
                         size_t from = o->ntr > TR_KEEP ? o->ntr - TR_KEEP : 0;
                         char *q;
                         c->sbuf =
-                            grow(c->sbuf, &c->sbuf_cap, (o->ntr - from) * 110 + 8, 1);
+                            fls_grow(c->sbuf, &c->sbuf_cap, (o->ntr - from) * 110 + 8, 1);
                         q = c->sbuf;
                         *q++ = '3';
                         for (size_t k = from; k < o->ntr; k++) {
@@ -1998,7 +1986,7 @@ static void snapshot_writes(clickstream_t *c)
                              len);
                 } else if (o->kind == 'p' && o->nsch > 0) {
                         char *q;
-                        c->sbuf = grow(c->sbuf, &c->sbuf_cap, 8 + SALE_CH * 48, 1);
+                        c->sbuf = fls_grow(c->sbuf, &c->sbuf_cap, 8 + SALE_CH * 48, 1);
                         q = c->sbuf;
                         *q++ = '3';
                         for (int k = 0; k < o->nsch; k++) {
@@ -2143,7 +2131,7 @@ static void consider(clickstream_t *c, const struct pending *e, const char *user
         if (!l || l->score < c->inactive_min || l->rem ||
             (l->act_ts >= 0 && e->ts - l->act_ts < c->cap_ms))
                 return;
-        c->cand = grow(c->cand, &c->cand_cap, c->ncand + 1, sizeof(*c->cand));
+        c->cand = fls_grow(c->cand, &c->cand_cap, c->ncand + 1, sizeof(*c->cand));
         c->cand[c->ncand++] = (struct cand){user, l->score, ov};
 }
 
@@ -2178,7 +2166,7 @@ static void sweep(clickstream_t *c, const struct pending *e, fls_click_feat_t *f
         }
         qsort(c->cand, c->ncand, sizeof(*c->cand), cmp_cand);
         n = c->ncand < (size_t)c->inactive_max ? c->ncand : (size_t)c->inactive_max;
-        c->rems = grow(c->rems, &c->rem_cap, c->nrem + n, sizeof(*c->rems));
+        c->rems = fls_grow(c->rems, &c->rem_cap, c->nrem + n, sizeof(*c->rems));
         snprintf(val, sizeof(val), "%" PRId64 " %" PRId64, e->offset, e->ts);
         for (size_t k = 0; k < n; k++) {
                 const struct cand *a = &c->cand[k];
@@ -2348,7 +2336,7 @@ size_t fls_clickstream_reminders(void *app, const fls_click_rem_t **out)
 size_t fls_clickstream_writes(void *app, const fls_click_write_t **out)
 {
         clickstream_t *c = app;
-        c->wout = grow(c->wout, &c->wout_cap, c->nwr + 1, sizeof(*c->wout));
+        c->wout = fls_grow(c->wout, &c->wout_cap, c->nwr + 1, sizeof(*c->wout));
         for (size_t i = 0; i < c->nwr; i++) {
                 const struct wr *w = &c->wr[i];
                 c->wout[i] =

@@ -482,28 +482,14 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         }
 
         if ((size_t)e >= o->ent2p_cap) {
-                size_t cap = o->ent2p_cap ? o->ent2p_cap : 1024;
-                int *np;
-                while (cap <= (size_t)e)
-                        cap *= 2;
-                np = realloc(o->ent2p, cap * sizeof(*np));
-                if (!np)
-                        abort(); /* bounded by the keys of one batch */
-                memset(np + o->ent2p_cap, 0, (cap - o->ent2p_cap) * sizeof(*np));
-                o->ent2p = np;
-                o->ent2p_cap = cap;
+                size_t old = o->ent2p_cap;
+                o->ent2p = fls_grow(o->ent2p, &o->ent2p_cap, (size_t)e + 1, sizeof(int));
+                memset(o->ent2p + old, 0, (o->ent2p_cap - old) * sizeof(int));
         }
         if (o->ent2p[e]) {
                 p = &o->pend[o->ent2p[e] - 1];
         } else {
-                if (o->npend == o->pend_cap) {
-                        size_t cap = o->pend_cap ? o->pend_cap * 2 : 256;
-                        struct pending *np = realloc(o->pend, cap * sizeof(*np));
-                        if (!np)
-                                abort(); /* bounded by batch.max_messages */
-                        o->pend = np;
-                        o->pend_cap = cap;
-                }
+                o->pend = fls_grow(o->pend, &o->pend_cap, o->npend + 1, sizeof(*o->pend));
                 p = &o->pend[o->npend++];
                 o->ent2p[e] = (int)o->npend;
                 memset(p, 0, sizeof(*p));

@@ -416,21 +416,6 @@ static fls_bad_t check(void *app, avro_value_t *ev, const char *key, size_t keyl
         return FLS_BAD_NONE;
 }
 
-static void *grow(void *p, size_t *cap, size_t need, size_t size)
-{
-        size_t c = *cap ? *cap : 256;
-        void *np;
-        if (need <= *cap)
-                return p;
-        while (c < need)
-                c *= 2;
-        np = realloc(p, c * size);
-        if (!np)
-                abort(); /* bounded by batch.max_messages */
-        *cap = c;
-        return np;
-}
-
 static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t *ev)
 {
         shipments_t *s = app;
@@ -493,7 +478,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 ship = fls_arena_add(&s->text, sent, (size_t)sn);
         if (status == DELIVERED || status == CREATED) {
                 struct feedback *f;
-                s->fb = grow(s->fb, &s->fb_cap, s->nfb + 1, sizeof(*s->fb));
+                s->fb = fls_grow(s->fb, &s->fb_cap, s->nfb + 1, sizeof(*s->fb));
                 f = &s->fb[s->nfb++];
                 f->batch = b;
                 f->partition = ev->partition;
@@ -510,7 +495,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
                 return;
         {
                 struct pending *p;
-                s->pend = grow(s->pend, &s->pend_cap, s->npend + 1, sizeof(*s->pend));
+                s->pend = fls_grow(s->pend, &s->pend_cap, s->npend + 1, sizeof(*s->pend));
                 p = &s->pend[s->npend++];
                 p->batch = b;
                 p->revise = status == HANDED;
@@ -599,7 +584,7 @@ static int fed_in_batch(shipments_t *s, int read)
         size_t old = s->fed_cap;
         if ((size_t)read < old && s->fed[read] == s->fed_stamp)
                 return 1;
-        s->fed = grow(s->fed, &s->fed_cap, (size_t)read + 1, sizeof(*s->fed));
+        s->fed = fls_grow(s->fed, &s->fed_cap, (size_t)read + 1, sizeof(*s->fed));
         if (s->fed_cap > old)
                 memset(s->fed + old, 0, (s->fed_cap - old) * sizeof(*s->fed));
         s->fed[read] = s->fed_stamp;
@@ -644,8 +629,8 @@ static void feedback(shipments_t *s, fls_batch_t *b, fls_emit_t *emit)
                                         a = &s->acc[k];
                         if (!a) {
                                 const fls_hash_t *h = fls_batch_reply(b, read);
-                                s->acc = grow(s->acc, &s->acc_cap, s->nacc + 1,
-                                              sizeof(*s->acc));
+                                s->acc = fls_grow(s->acc, &s->acc_cap, s->nacc + 1,
+                                                  sizeof(*s->acc));
                                 a = &s->acc[s->nacc++];
                                 a->partition = f->partition;
                                 a->entity = ent;

@@ -12,23 +12,29 @@ size_t fls_arena_add(fls_arena_t *a, const char *s, size_t len)
 {
         size_t off = a->len;
 
-        if (a->len + len + 1 > a->cap) {
-                size_t cap = a->cap ? a->cap : 4096;
-                char *nb;
-                while (cap < a->len + len + 1)
-                        cap *= 2;
-                nb = realloc(a->buf, cap);
-                if (!nb) {
-                        fprintf(stderr, "flashstream: out of memory\n");
-                        abort();
-                }
-                a->buf = nb;
-                a->cap = cap;
-        }
+        a->buf = fls_grow(a->buf, &a->cap, a->len + len + 1, 1);
         memcpy(a->buf + off, s, len);
         a->buf[off + len] = '\0';
         a->len += len + 1;
         return off;
+}
+
+void *fls_grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+        size_t n = *cap ? *cap : 64;
+        void *np;
+
+        if (need <= *cap)
+                return p;
+        while (n < need)
+                n *= 2;
+        np = realloc(p, n * elem);
+        if (!np) {
+                fprintf(stderr, "flashstream: out of memory\n");
+                abort();
+        }
+        *cap = n;
+        return np;
 }
 
 void fls_arena_free(fls_arena_t *a)

@@ -1,7 +1,8 @@
 /*
  * arena: a growable byte buffer for the strings a consumer copies out of reused Avro
- * values during update() and needs again in decide() (ids, keys). Reset per poll, so
- * after the first batches it no longer allocates.
+ * values during update() and needs again in decide() (ids, keys), and the growth rule
+ * of every per-poll array of the runtime and the consumers (fls_grow). Reset per poll,
+ * so after the first batches neither allocates.
  */
 #ifndef FLS_ARENA_H
 #define FLS_ARENA_H
@@ -25,5 +26,10 @@ static inline void fls_arena_reset(fls_arena_t *a)
         a->len = 0;
 }
 void fls_arena_free(fls_arena_t *a);
+
+/* Makes the array p of elem-sized items hold at least need of them: the capacity
+ * *cap doubles (from 64) and the array may move; returns it. Aborts when memory runs
+ * out, like fls_arena_add: what it grows is bounded by one poll. */
+void *fls_grow(void *p, size_t *cap, size_t need, size_t elem);
 
 #endif

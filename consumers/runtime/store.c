@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "arena.h"
+
 /* The script. KEYS[1] is the partition's meta hash, the rest are entity keys.
  * ARGV: expected, last, emitted, watermark, late, read_only, nfam, per family its
  * feature count and names, then ops, each "<op> <key index> args...":
@@ -296,26 +298,6 @@ struct fls_batch {
 static int is_list(const fls_store_t *st, int fam)
 {
         return fam >= 0 && st->fams[fam].slots == 0;
-}
-
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-        size_t ncap = *cap ? *cap : 64;
-        void *np;
-
-        if (need <= *cap)
-                return p;
-        while (ncap < need)
-                ncap *= 2;
-        np = realloc(p, ncap * elem);
-        if (!np) {
-                /* Batches are bounded by batch.max_messages; running out of memory
-                 * here leaves no sane way to go on. */
-                fprintf(stderr, "flashstream: out of memory\n");
-                abort();
-        }
-        *cap = ncap;
-        return np;
 }
 
 fls_store_t *fls_store_new(const char *host, int port, int timeout_ms, const char *prefix,
@@ -710,7 +692,7 @@ void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int r
 static size_t buf_add(char **buf, size_t *used, size_t *cap, const char *s, size_t len)
 {
         size_t off = *used;
-        *buf = grow(*buf, cap, *used + len + 1, 1);
+        *buf = fls_grow(*buf, cap, *used + len + 1, 1);
         memcpy(*buf + off, s, len);
         (*buf)[off + len] = '\0';
         *used += len + 1;
@@ -751,10 +733,10 @@ static int key_lookup(fls_batch_t *b, const char *ent, size_t len, int fam, int 
                     memcmp(b->text + k->eoff, ent, len) == 0)
                         return b->slots[i];
         }
-        b->keys = grow(b->keys, &b->keys_cap, b->nkeys + 1, sizeof(*b->keys));
+        b->keys = fls_grow(b->keys, &b->keys_cap, b->nkeys + 1, sizeof(*b->keys));
         nk = &b->keys[b->nkeys];
         nk->off = b->text_len;
-        b->text = grow(b->text, &b->text_cap, b->text_len + b->taglen + len + 80, 1);
+        b->text = fls_grow(b->text, &b->text_cap, b->text_len + b->taglen + len + 80, 1);
         memcpy(b->text + b->text_len, b->tag, b->taglen);
         nk->eoff = b->text_len + b->taglen;
         nk->elen = len;
@@ -805,7 +787,7 @@ int fls_batch_entity(fls_batch_t *b, const char *entity, size_t len)
 static struct op *op_add(fls_batch_t *b, int kind, int key)
 {
         struct op *o;
-        b->ops = grow(b->ops, &b->ops_cap, b->nops + 1, sizeof(*b->ops));
+        b->ops = fls_grow(b->ops, &b->ops_cap, b->nops + 1, sizeof(*b->ops));
         o = &b->ops[b->nops];
         memset(o, 0, sizeof(*o));
         o->kind = kind;
@@ -967,8 +949,8 @@ int fls_batch_read(fls_batch_t *b, int ent, int fam)
 {
         int k = fam < 0 ? ent : fam_key(b, ent, fam);
         if (b->keys[k].read < 0) {
-                b->read_key = grow(b->read_key, &b->read_key_cap, b->nreads + 1,
-                                   sizeof(*b->read_key));
+                b->read_key = fls_grow(b->read_key, &b->read_key_cap, b->nreads + 1,
+                                       sizeof(*b->read_key));
                 b->read_key[b->nreads] = k;
                 b->keys[k].read = (int)b->nreads++;
         }
@@ -1040,7 +1022,7 @@ static void sort_ops(fls_batch_t *b)
 {
         struct op *src = b->ops, *dst;
 
-        b->ops_tmp = grow(b->ops_tmp, &b->ops_tmp_cap, b->nops, sizeof(*b->ops_tmp));
+        b->ops_tmp = fls_grow(b->ops_tmp, &b->ops_tmp_cap, b->nops, sizeof(*b->ops_tmp));
         dst = b->ops_tmp;
         for (size_t w = 1; w < b->nops; w *= 2) {
                 for (size_t lo = 0; lo < b->nops; lo += 2 * w) {
@@ -1207,7 +1189,7 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         fls_store_t *st = b->st;
 #define REF(a, o, l, p)                                                                  \
         do {                                                                             \
-                *refs = grow(*refs, refcap, *nrefs + 1, sizeof(**refs));                 \
+                *refs = fls_grow(*refs, refcap, *nrefs + 1, sizeof(**refs));             \
                 (*refs)[(*nrefs)++] = (struct argref){a, o, l, p};                       \
         } while (0)
 #define NUM(v)                                                                           \
@@ -1416,7 +1398,8 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
         b->stale = r->element[0]->integer != 0;
         if (b->stale)
                 ttl_forget(b->st);
-        b->hashes = grow(b->hashes, &b->hashes_cap, b->nreads + 1, sizeof(*b->hashes));
+        b->hashes =
+            fls_grow(b->hashes, &b->hashes_cap, b->nreads + 1, sizeof(*b->hashes));
         for (size_t i = 0; i < b->nreads; i++) {
                 if (b->rreplies[i]->type != REDIS_REPLY_ARRAY) {
                         snprintf(errstr, errstr_size, "redis: read back: %s",
@@ -1427,7 +1410,7 @@ static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errst
                 }
                 total += b->rreplies[i]->elements;
         }
-        b->ptrs = grow(b->ptrs, &b->ptrs_cap, total + 1, sizeof(*b->ptrs));
+        b->ptrs = fls_grow(b->ptrs, &b->ptrs_cap, total + 1, sizeof(*b->ptrs));
         total = 0;
         for (size_t i = 0; i < b->nreads; i++) {
                 redisReply *h = b->rreplies[i];
@@ -1464,8 +1447,8 @@ static int append(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_s
                 drop(st);
                 return -1;
         }
-        st->inflight = grow(st->inflight, &st->inflight_cap, st->ninflight + 1,
-                            sizeof(*st->inflight));
+        st->inflight = fls_grow(st->inflight, &st->inflight_cap, st->ninflight + 1,
+                                sizeof(*st->inflight));
         st->inflight[st->ninflight++] = b;
         b->sent = 1;
         return 0;
@@ -1488,7 +1471,7 @@ static int read_one(fls_store_t *st, char *errstr, size_t errstr_size)
                 return -1;
         }
         b->rreplies =
-            grow(b->rreplies, &b->rreplies_cap, b->nreads + 1, sizeof(*b->rreplies));
+            fls_grow(b->rreplies, &b->rreplies_cap, b->nreads + 1, sizeof(*b->rreplies));
         while (b->nrreplies < b->nreads) {
                 redisReply *h = NULL;
                 if (redisGetReply(st->rc, (void **)&h) != REDIS_OK || !h) {
@@ -1656,7 +1639,7 @@ int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
                 return -1;
         }
         n = r->elements / 2;
-        st->hptrs = grow(st->hptrs, &st->hptrs_cap, 2 * n + 1, sizeof(*st->hptrs));
+        st->hptrs = fls_grow(st->hptrs, &st->hptrs_cap, 2 * n + 1, sizeof(*st->hptrs));
         for (size_t k = 0; k < n; k++) {
                 st->hptrs[k] = r->element[2 * k]->str;
                 st->hptrs[n + k] = r->element[2 * k + 1]->str;
@@ -1726,7 +1709,7 @@ int fls_claims_add(fls_claims_t *c, const char *counter, const char *id, int64_t
 {
         struct claim *cl;
 
-        c->v = grow(c->v, &c->cap, c->n + 1, sizeof(*c->v));
+        c->v = fls_grow(c->v, &c->cap, c->n + 1, sizeof(*c->v));
         cl = &c->v[c->n];
         cl->counter = strdup(counter);
         cl->id = strdup(id);
