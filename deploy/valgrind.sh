@@ -12,7 +12,8 @@
 # executables directly (ctest's 600 s limit is too short; Criterion's own per-test
 # timeouts still apply), and tests/testutil.c allows 10x its usual waits
 # (fls_t_slowdown). test_it_pipeline also scales its loops and its Criterion time-out
-# by that factor and halves its simulated sale: its 4 tests take 9-14 min on 2 cores.
+# by that factor and halves its simulated sale: its 4 tests take 9-14 min on 2 cores;
+# test_it_clickstream scales its waits and time-out the same way (one test, ~11 min).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
