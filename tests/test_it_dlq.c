@@ -9,7 +9,8 @@
  * exactly one record per bad message on clickstream.dlq, in order, with the expected
  * class, a detail, the source coordinates and the original key, value and headers;
  * the good events applied (lifetime counts through `flashstream features user`);
- * nothing of the bad events applied; and a clean exit on SIGTERM.
+ * nothing of the bad events applied; the consumer's /metrics counting each bad
+ * message once under its class; and a clean exit on SIGTERM.
  */
 #include <criterion/criterion.h>
 
@@ -515,6 +516,55 @@ Test(it_dlq, every_bad_message_is_dead_lettered_once)
                                      m);
                 }
                 free(a), free(b), free(c), free(m);
+        }
+
+        /* The consumer's /metrics tells the same story: every message in, each bad
+         * one counted once under its class, and the poll histograms filled. */
+        {
+                int port = fls_t_metrics_port(log);
+                char *text, series[256];
+                double v;
+
+                cr_assert_gt(port, 0, "no metrics port in %s", log);
+                text = fls_t_http_get(port, "/metrics");
+                cr_assert_not_null(text, "GET /metrics on port %d failed", port);
+                v = fls_t_metric(text,
+                                 "flashstream_events_in_total{topic=\"clickstream\"}");
+                cr_assert_geq(v, ncorpus, "%.0f events in for %d sent", v, ncorpus);
+                for (int i = 0; i < ncorpus; i++) {
+                        int want = 0, seen = 0;
+                        if (!corpus[i].bad)
+                                continue;
+                        for (int k = 0; k < ncorpus; k++) {
+                                int same = corpus[k].bad &&
+                                           !strcmp(corpus[k].bad, corpus[i].bad);
+                                want += same;
+                                seen += same && k < i;
+                        }
+                        if (seen)
+                                continue; /* this class was checked already */
+                        snprintf(series, sizeof(series),
+                                 "flashstream_dead_letters_total{topic=\"clickstream\","
+                                 "class=\"%s\"}",
+                                 corpus[i].bad);
+                        v = fls_t_metric(text, series);
+                        cr_assert_eq(v, want, "%s: %.0f, %d in the corpus", series, v,
+                                     want);
+                }
+                for (int k = 0; k < 4; k++) {
+                        static const char *const h[] = {"batch", "redis", "flush",
+                                                        "claims"};
+                        snprintf(series, sizeof(series),
+                                 "flashstream_%s_seconds_count{topic=\"clickstream\"}",
+                                 h[k]);
+                        v = fls_t_metric(text, series);
+                        /* No coupon is claimed here: the claims series only exists. */
+                        if (k < 3)
+                                cr_assert_gt(v, 0, "%s: %.0f", series, v);
+                        else
+                                cr_assert_geq(v, 0, "%s missing", series);
+                }
+                free(text);
         }
 
         cr_assert_eq(kill(consumer, SIGTERM), 0);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -341,4 +342,81 @@ const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line)
         reply[strcspn(reply, "\n")] = '\0';
         close(fd);
         return reply;
+}
+
+int fls_t_metrics_port(const char *logfile)
+{
+        static const char pat[] = "metrics on http://";
+        char line[4096];
+        int port = -1;
+        FILE *fp = fopen(logfile, "r");
+
+        if (!fp)
+                return -1;
+        while (port < 0 && fgets(line, sizeof(line), fp)) {
+                const char *p = strstr(line, pat), *colon;
+                if (p && (colon = strchr(p + sizeof(pat) - 1, ':')))
+                        port = atoi(colon + 1);
+        }
+        fclose(fp);
+        return port > 0 ? port : -1;
+}
+
+char *fls_t_http_get(int port, const char *path)
+{
+        struct sockaddr_in a;
+        struct timeval tv = {5, 0};
+        char req[512], *buf = NULL, *body;
+        size_t len = 0, cap = 0;
+        ssize_t n;
+        int fd;
+
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+                return NULL;
+        /* A server that never answers fails the caller instead of hanging it. */
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+            write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+                close(fd);
+                return NULL;
+        }
+        for (;;) {
+                if (len + 4096 > cap) {
+                        char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+                        if (!nb)
+                                break;
+                        buf = nb;
+                }
+                n = read(fd, buf + len, cap - len - 1);
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        if (!buf)
+                return NULL;
+        buf[len] = '\0';
+        body = strstr(buf, "\r\n\r\n");
+        if (!body || strncmp(buf, "HTTP/1.", 7) != 0 || !strstr(buf, " 200 ")) {
+                free(buf);
+                return NULL;
+        }
+        memmove(buf, body + 4, len - (size_t)(body + 4 - buf) + 1);
+        return buf;
+}
+
+double fls_t_metric(const char *scrape, const char *series)
+{
+        size_t len = strlen(series);
+
+        for (const char *p = scrape; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+                if (strncmp(p, series, len) == 0 && p[len] == ' ')
+                        return strtod(p + len + 1, NULL);
+        return -1;
 }

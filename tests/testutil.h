@@ -50,4 +50,12 @@ char *fls_t_redis_cli(fls_tenv_t *env, const char *cmd);
 /* Sends one line to the broker's control port, returns the reply line (static). */
 const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line);
 
+/* The port a consumer's log (logfile) says its /metrics endpoint listens on, or -1. */
+int fls_t_metrics_port(const char *logfile);
+/* GET path from 127.0.0.1:port: the body of a 200 answer (malloc'ed), else NULL. */
+char *fls_t_http_get(int port, const char *path);
+/* The value of one series of a Prometheus text scrape, named as it is printed
+ * ("name{labels}", or "name" without labels); -1 if the scrape has no such line. */
+double fls_t_metric(const char *scrape, const char *series);
+
 #endif
