@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "testutil.h"
 
 static double now_s(void)
 {
@@ -167,28 +168,13 @@ static int connect_loopback(int port)
         return fd;
 }
 
-/* Sends request as it is and returns the whole response, read to EOF (caller frees). */
+/* The whole response to request, read to EOF (caller frees). */
 static char *http(int port, const char *request)
 {
-        int fd = connect_loopback(port);
-        size_t len = 0, cap = 4096;
-        char *buf = malloc(cap);
-        ssize_t n;
+        char *resp = fls_t_http(port, request);
 
-        cr_assert_not_null(buf);
-        cr_assert_eq(send(fd, request, strlen(request), 0), (ssize_t)strlen(request));
-        for (;;) {
-                if (len + 1 == cap)
-                        cr_assert_not_null(buf = realloc(buf, cap *= 2));
-                n = recv(fd, buf + len, cap - 1 - len, 0);
-                cr_assert_geq(n, 0, "recv failed or timed out");
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-        }
-        buf[len] = '\0';
-        close(fd);
-        return buf;
+        cr_assert_not_null(resp, "no whole answer from port %d to %s", port, request);
+        return resp;
 }
 
 static const char *body_of(const char *response)

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
+
 static int free_port(void)
 {
         struct sockaddr_in a;
@@ -362,11 +364,11 @@ int fls_t_metrics_port(const char *logfile)
         return port > 0 ? port : -1;
 }
 
-char *fls_t_http_get(int port, const char *path)
+char *fls_t_http(int port, const char *request)
 {
         struct sockaddr_in a;
         struct timeval tv = {5, 0};
-        char req[512], *buf = NULL, *body;
+        char *buf = NULL;
         size_t len = 0, cap = 0;
         ssize_t n;
         int fd;
@@ -380,35 +382,40 @@ char *fls_t_http_get(int port, const char *path)
                 return NULL;
         /* A server that never answers fails the caller instead of hanging it. */
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
         if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-            write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+            send(fd, request, strlen(request), 0) != (ssize_t)strlen(request)) {
                 close(fd);
                 return NULL;
         }
-        for (;;) {
-                if (len + 4096 > cap) {
-                        char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
-                        if (!nb)
-                                break;
-                        buf = nb;
-                }
-                n = read(fd, buf + len, cap - len - 1);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
+        do {
+                buf = fls_grow(buf, &cap, len + 4096, 1);
+                n = recv(fd, buf + len, cap - len - 1, 0);
+                len += n > 0 ? (size_t)n : 0;
+        } while (n > 0);
         close(fd);
-        if (!buf)
-                return NULL;
-        buf[len] = '\0';
-        body = strstr(buf, "\r\n\r\n");
-        if (!body || strncmp(buf, "HTTP/1.", 7) != 0 || !strstr(buf, " 200 ")) {
+        if (n < 0) { /* an error or the time-out: not the whole answer */
                 free(buf);
                 return NULL;
         }
-        memmove(buf, body + 4, len - (size_t)(body + 4 - buf) + 1);
+        buf[len] = '\0';
         return buf;
+}
+
+char *fls_t_http_get(int port, const char *path)
+{
+        char req[512], *resp, *body;
+
+        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        resp = fls_t_http(port, req);
+        if (!resp)
+                return NULL;
+        body = strstr(resp, "\r\n\r\n");
+        if (!body || strncmp(resp, "HTTP/1.", 7) != 0 || !strstr(resp, " 200 ")) {
+                free(resp);
+                return NULL;
+        }
+        memmove(resp, body + 4, strlen(body + 4) + 1);
+        return resp;
 }
 
 double fls_t_metric(const char *scrape, const char *series)

@@ -52,6 +52,9 @@ const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line);
 
 /* The port a consumer's log (logfile) says its /metrics endpoint listens on, or -1. */
 int fls_t_metrics_port(const char *logfile);
+/* Sends request as it is to 127.0.0.1:port and returns the whole answer, read to EOF
+ * (malloc'ed); NULL if it cannot connect or no answer ends within 5 s. */
+char *fls_t_http(int port, const char *request);
 /* GET path from 127.0.0.1:port: the body of a 200 answer (malloc'ed), else NULL. */
 char *fls_t_http_get(int port, const char *path);
 /* The value of one series of a Prometheus text scrape, named as it is printed
