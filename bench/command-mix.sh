@@ -9,7 +9,9 @@
 # and how much of that time it waited for Redis's script replies, for claims on global
 # counters and for output acknowledgements (the rest is its own work; "Update 5").
 #   usage: bash bench/command-mix.sh [EVENTS [PARTITIONS [--consumer options ...]]]
-#   env:   FLS_BUILD (default build)
+#   env:   FLS_BUILD (default build); FLS_MIX_APPENDONLY=no switches Redis's AOF off
+#          before the consumer starts, to measure what it costs (the stack runs with
+#          appendonly yes, as the fault model needs)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${FLS_BUILD:-$ROOT/build}
@@ -41,6 +43,7 @@ t0=$((($(date +%s) - 6 * 3600) / 60 * 60000))
 clicks=$(grep -o 'clickstream=[0-9]*' "$RUN/sim.log" | head -1 | cut -d= -f2)
 [ -n "$clicks" ] || { cat "$RUN/sim.log" >&2; exit 1; }
 
+[ "${FLS_MIX_APPENDONLY:-yes}" = yes ] || rcli CONFIG SET appendonly no >/dev/null
 rcli CONFIG RESETSTAT >/dev/null
 mport=$((20000 + RANDOM % 20000))
 "$BIN" consume clickstream --bootstrap.file="$BOOTSTRAP_FILE" --redis.port="$REDIS_PORT" \
