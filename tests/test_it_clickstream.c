@@ -117,29 +117,17 @@ static pid_t consume(const char *log, const char *group)
 
 static long applied(void)
 {
-        long sum = 0;
-        for (int p = 0; p < NPART; p++) {
-                char cmd[200], *v;
-                snprintf(cmd, sizeof(cmd), "HGET 'fs:{clickstream.%d}:meta' emitted", p);
-                v = fls_t_redis_cli(&env, cmd);
-                if (*v && *v != '\n')
-                        sum += atol(v) + 1;
-                free(v);
-        }
-        return sum;
+        return fls_t_emitted(&env, "clickstream", NPART);
 }
 
+/* Rows of a simulator CSV. */
 static long count_lines(const char *file)
 {
-        char path[400], line[2048];
-        long n = -1;
-        FILE *fp;
+        char path[400];
+        long n;
         snprintf(path, sizeof(path), "%s/sim/%s", env.dir, file);
-        fp = fopen(path, "r");
-        cr_assert_not_null(fp, "%s", path);
-        while (fgets(line, sizeof(line), fp))
-                n++;
-        fclose(fp);
+        n = fls_t_csv_rows(path);
+        cr_assert_geq(n, 0, "%s", path);
         return n;
 }
 
@@ -166,8 +154,10 @@ static void stop(pid_t pid)
         rc = fls_t_wait(pid, 10000);
         cr_log_info("consumer %d exited %d after SIGTERM in %.2f s", (int)pid, rc,
                     mono_s() - t0);
-        cr_assert_eq(rc, 0, "consumer did not exit 0 within %d s of SIGTERM",
-                     10 * fls_t_slowdown());
+        cr_assert_eq(rc, 0,
+                     "consumer %d exited %d after SIGTERM (-1: still running %d s "
+                     "after it)",
+                     (int)pid, rc, 10 * fls_t_slowdown());
 }
 
 /* ---- reading marketing-actions ------------------------------------------------ */

@@ -46,16 +46,7 @@ TestSuite(it_orders, .init = setup, .fini = teardown, .timeout = 400);
 
 static long applied(void)
 {
-        long sum = 0;
-        for (int p = 0; p < NPART; p++) {
-                char cmd[200], *v;
-                snprintf(cmd, sizeof(cmd), "HGET 'fs:{orders.%d}:meta' emitted", p);
-                v = fls_t_redis_cli(&env, cmd);
-                if (*v && *v != '\n')
-                        sum += atol(v) + 1;
-                free(v);
-        }
-        return sum;
+        return fls_t_emitted(&env, "orders", NPART);
 }
 
 static pid_t consume(void)

@@ -131,36 +131,20 @@ static int log_count(const char *logname, const char *what)
         return n;
 }
 
-/* Lines of a simulator CSV, header skipped. */
+/* Rows of a simulator CSV. */
 static long count_lines(const char *file)
 {
-        char path[400], line[2048];
-        long n = -1;
-        FILE *fp;
-
+        char path[400];
+        long n;
         snprintf(path, sizeof(path), "%s/sim/%s", env.dir, file);
-        fp = fopen(path, "r");
-        cr_assert_not_null(fp, "%s", path);
-        while (fgets(line, sizeof(line), fp))
-                n++;
-        fclose(fp);
+        n = fls_t_csv_rows(path);
+        cr_assert_geq(n, 0, "%s", path);
         return n;
 }
 
-/* Sum over the topic's partitions of (applied offset + 1): the number of messages
- * applied, since every offset of these topics carries a message. */
 static long applied(const char *topic)
 {
-        long sum = 0;
-        for (int p = 0; p < 6; p++) {
-                char cmd[200], *v;
-                snprintf(cmd, sizeof(cmd), "HGET 'fs:{%s.%d}:meta' emitted", topic, p);
-                v = fls_t_redis_cli(&env, cmd);
-                if (*v && *v != '\n')
-                        sum += atol(v) + 1;
-                free(v);
-        }
-        return sum;
+        return fls_t_emitted(&env, topic, 6);
 }
 
 static void wait_applied(const char *topic, long want)

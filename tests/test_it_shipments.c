@@ -66,16 +66,7 @@ static pid_t consume(const char *logname, const char *group, const char *extra)
 
 static long applied(void)
 {
-        long sum = 0;
-        for (int p = 0; p < NP; p++) {
-                char cmd[200], *v;
-                snprintf(cmd, sizeof(cmd), "HGET 'fs:{shipments.%d}:meta' emitted", p);
-                v = fls_t_redis_cli(&env, cmd);
-                if (*v && *v != '\n')
-                        sum += atol(v) + 1;
-                free(v);
-        }
-        return sum;
+        return fls_t_emitted(&env, "shipments", NP);
 }
 
 static void wait_applied(long want)
@@ -148,15 +139,11 @@ static void read_created(void)
 
 static long count_lines(void)
 {
-        char path[400], line[2048];
-        long n = -1;
-        FILE *fp;
+        char path[400];
+        long n;
         snprintf(path, sizeof(path), "%s/sim/shipments.csv", env.dir);
-        fp = fopen(path, "r");
-        cr_assert_not_null(fp);
-        while (fgets(line, sizeof(line), fp))
-                n++;
-        fclose(fp);
+        n = fls_t_csv_rows(path);
+        cr_assert_geq(n, 0, "%s", path);
         return n;
 }
 

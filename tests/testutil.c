@@ -346,6 +346,35 @@ const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line)
         return reply;
 }
 
+long fls_t_emitted(fls_tenv_t *env, const char *topic, int partitions)
+{
+        long sum = 0;
+        for (int p = 0; p < partitions; p++) {
+                char cmd[300], *v;
+                snprintf(cmd, sizeof(cmd), "HGET 'fs:{%s.%d}:meta' emitted", topic, p);
+                v = fls_t_redis_cli(env, cmd);
+                if (*v && *v != '\n')
+                        sum += atol(v) + 1;
+                free(v);
+        }
+        return sum;
+}
+
+long fls_t_csv_rows(const char *path)
+{
+        char line[4096];
+        long n = -1;
+        FILE *fp = fopen(path, "r");
+
+        if (!fp)
+                return -1;
+        while (fgets(line, sizeof(line), fp))
+                if (strchr(line, '\n') || feof(fp))
+                        n++;
+        fclose(fp);
+        return n;
+}
+
 int fls_t_metrics_port(const char *logfile)
 {
         static const char pat[] = "metrics on http://";

@@ -50,6 +50,13 @@ char *fls_t_redis_cli(fls_tenv_t *env, const char *cmd);
 /* Sends one line to the broker's control port, returns the reply line (static). */
 const char *fls_t_broker_ctl(fls_tenv_t *env, const char *line);
 
+/* Messages of topic that consumers have fully done: the sum over its partitions of
+ * the emitted offset + 1 recorded in Redis (key prefix "fs"), since every offset of
+ * the project's input topics carries a message. */
+long fls_t_emitted(fls_tenv_t *env, const char *topic, int partitions);
+/* Rows of a CSV file less its header line; -1 if it cannot be opened. */
+long fls_t_csv_rows(const char *path);
+
 /* The port a consumer's log (logfile) says its /metrics endpoint listens on, or -1. */
 int fls_t_metrics_port(const char *logfile);
 /* Sends request as it is to 127.0.0.1:port and returns the whole answer, read to EOF

@@ -56,7 +56,14 @@ rd_kafka_conf_t *fls_kafka_conf(const fls_conf_t *conf, fls_kafka_role_t role,
              * it (issue 7's speed target is half that probe's rate). */
             {"queued.max.messages.kbytes", "32768"},
             {"fetch.wait.max.ms", "10"},
-            {"partition.assignment.strategy", "cooperative-sticky"},
+            /* Eager, not cooperative-sticky: librdkafka 2.0.2 (Debian 12) aborts
+             * closing a cooperative-sticky consumer that has no assignment yet
+             * (rdkafka_sticky_assignor.c: "assertion assignor_state failed",
+             * librdkafka issue 4312, fixed in 2.2.0; seen here on SIGTERM during
+             * the first rebalance) and can hang one that receives an assignment
+             * while closing (issue 4527). The cost: a rebalance pauses every
+             * member's partitions, not only those that move. */
+            {"partition.assignment.strategy", "range,roundrobin"},
             {"enable.auto.offset.store", "false"},
             {"enable.auto.commit", "true"},
             {"auto.commit.interval.ms", "1000"},

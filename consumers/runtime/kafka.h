@@ -3,8 +3,9 @@
  * back-pressure. The entry and exit of every consumer (Kafka -> ... -> Kafka).
  *
  * Defaults come from ../shared/NOTES.md measurements (queued.min.messages, a short
- * fetch.wait.max.ms, cooperative-sticky assignment, the idempotent producer); every
- * kafka.* configuration key is applied after them, so a deployment can override any.
+ * fetch.wait.max.ms, the idempotent producer) and from librdkafka 2.0.2's bugs (eager
+ * assignment); every kafka.* configuration key is applied after them, so a deployment
+ * can override any.
  */
 #ifndef FLS_KAFKA_H
 #define FLS_KAFKA_H

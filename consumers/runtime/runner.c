@@ -80,7 +80,7 @@ struct runner {
         size_t npool;
         rd_kafka_message_t **msgs;
         size_t *order;
-        int max_msgs, max_ms;
+        int max_msgs, max_ms, shutdown_ms;
         int64_t lateness_ms, max_future_ms, min_ts_ms;
         int retry_max_ms;
         int fatal;
@@ -386,7 +386,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                  * revoked partitions is flushed and their offsets stored; what is
                  * recorded in Redis now is where the next owner starts. */
                 record_emitted(r);
-                rd_kafka_commit(rk, NULL, 0);
+                rd_kafka_commit(rk, NULL, 1);
                 for (int i = 0; i < parts->cnt; i++) {
                         struct part *p = part_get(r, parts->elems[i].partition);
                         if (p) {
@@ -881,6 +881,7 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                  fls_conf_str(c, "topic.dlq_suffix"));
         r->max_msgs = (int)fls_conf_int(c, "batch.max_messages");
         r->max_ms = (int)fls_conf_int(c, "batch.max_ms");
+        r->shutdown_ms = (int)fls_conf_int(c, "shutdown.timeout_ms");
         r->lateness_ms = fls_conf_int(c, "window.lateness_ms");
         r->max_future_ms = fls_conf_int(c, "input.max_future_ms");
         r->min_ts_ms = fls_conf_int(c, "input.min_ts_ms");
@@ -1043,14 +1044,13 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
 }
 
 /* Leaves the group in two steps: unsubscribe, then serve the queue until the
- * revocation has run (at most 2 s), so that close never starts in the middle of a
- * rebalance; librdkafka 2.0.2 can stall or abort closing a cooperative consumer then
- * (seen when two instances stop one after the other). Messages fetched meanwhile are
- * dropped unprocessed: their offsets were never stored, the next owner reads them. */
-static void leave_group(runner_t *r)
+ * revocation has run, so that close never starts in the middle of a revocation.
+ * Messages fetched meanwhile are dropped unprocessed: their offsets were never
+ * stored, the next owner reads them. Gives up at the deadline (monotonic seconds). */
+static void leave_group(runner_t *r, double deadline)
 {
         rd_kafka_unsubscribe(r->consumer);
-        for (int i = 0; i < 40; i++) {
+        while (now_s() < deadline) {
                 rd_kafka_topic_partition_list_t *a = NULL;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
                 int left = 1;
@@ -1066,22 +1066,71 @@ static void leave_group(runner_t *r)
         }
 }
 
+/* A consumer whose close was given up: never destroyed (that would wait for the
+ * group as the close did), kept reachable until the process exits. */
+static rd_kafka_t *abandoned;
+
+/* Closes the consumer by the deadline (monotonic seconds). A close that starts while
+ * the group rebalances waits for the JoinGroup or SyncGroup in flight on the
+ * coordinator connection, which the broker answers only when the rebalance ends: up
+ * to session.timeout.ms after a member was killed, and longer when rebalances follow
+ * one another (seen: 5-11 s with two instances, one SIGKILLed). Destroying the handle
+ * waits for the same answer, so past the deadline the handle is left to the process
+ * exit. Nothing is lost: outputs are flushed and what was emitted is recorded in
+ * Redis, which is where the next owner starts; the group drops this member by its
+ * session time-out instead of by LeaveGroup. */
+static void close_consumer(runner_t *r, double deadline)
+{
+        double t0 = now_s(), t1;
+        rd_kafka_queue_t *q = rd_kafka_queue_new(r->consumer);
+        rd_kafka_error_t *e;
+        int closed = 0;
+
+        /* Whatever was emitted is recorded before leaving the group, so the next
+         * owner starts exactly after it. The commit is asynchronous: a synchronous
+         * one waits for the coordinator, as the close does. */
+        if (!r->fatal && r->store)
+                record_emitted(r);
+        rd_kafka_commit(r->consumer, NULL, 1);
+        leave_group(r, deadline);
+        t1 = now_s();
+        e = rd_kafka_consumer_close_queue(r->consumer, q);
+        if (e) {
+                fls_log(FLS_LOG_WARN, "runner", "close: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+        while (!(closed = rd_kafka_consumer_closed(r->consumer)) && now_s() < deadline)
+                rd_kafka_queue_poll_callback(q, 50);
+        rd_kafka_queue_destroy(q);
+        if (r->queue)
+                rd_kafka_queue_destroy(r->queue);
+        if (closed) {
+                rd_kafka_destroy(r->consumer);
+                fls_log(FLS_LOG_INFO, "runner", "left the group in %.0f ms",
+                        (now_s() - t0) * 1e3);
+        } else {
+                abandoned = r->consumer;
+                fls_log(FLS_LOG_WARN, "runner",
+                        "the group did not let this consumer go within "
+                        "shutdown.timeout_ms (%d ms; unsubscribed in %.0f ms): exiting "
+                        "without it, outputs flushed and offsets recorded; the group "
+                        "drops this member after session.timeout.ms",
+                        r->shutdown_ms, (t1 - t0) * 1e3);
+        }
+        r->consumer = NULL;
+}
+
 static void teardown(runner_t *r)
 {
-        if (r->consumer) {
-                /* Whatever was emitted is recorded and committed before leaving the
-                 * group, so the next owner starts exactly after it. */
-                if (!r->fatal && r->store)
-                        record_emitted(r);
-                rd_kafka_commit(r->consumer, NULL, 0);
-                leave_group(r);
-                rd_kafka_consumer_close(r->consumer);
-                if (r->queue)
-                        rd_kafka_queue_destroy(r->queue);
-                rd_kafka_destroy(r->consumer);
-        }
+        double deadline = now_s() + r->shutdown_ms / 1000.0;
+
+        if (r->consumer)
+                close_consumer(r, deadline);
+        /* Normally empty: every poll waits for its outputs' acks. What is still
+         * queued was never recorded as emitted, so a restart sends it again. */
         if (r->producer) {
-                rd_kafka_flush(r->producer, 5000);
+                double left = deadline - now_s();
+                rd_kafka_flush(r->producer, left > 0.1 ? (int)(left * 1e3) : 100);
                 rd_kafka_destroy(r->producer);
         }
         if (r->ctx)

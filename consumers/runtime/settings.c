@@ -72,7 +72,10 @@ const fls_conf_def_t fls_settings_conf[] = {
      "Port of the /metrics and /healthz endpoint; 0 picks a free one, -1 disables it.",
      CONSUME},
     {"shutdown.timeout_ms", FLS_CONF_INT, "4000", 100, 60000,
-     "On SIGINT/SIGTERM: time allowed to finish the batch, flush and commit.", CONSUME},
+     "On SIGINT/SIGTERM, once the batch in hand is done and recorded: longest wait to "
+     "leave the group and flush the producer. Past it the consumer exits 0 anyway "
+     "(nothing recorded is lost) and the group drops it after session.timeout.ms.",
+     CONSUME},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

@@ -1,0 +1,232 @@
+/*
+ * test_it_shutdown: how a consumer leaves its group on SIGTERM, against the real
+ * `flashstream broker` process and a real redis-server.
+ *  - alone in its group, it leaves at once and says so;
+ *  - while the group rebalances (a second instance just joined), the group holds a
+ *    leaving member until the rebalance ends, seconds later: the consumer waits at
+ *    most shutdown.timeout_ms, exits 0 and warns; the other instance gets every
+ *    partition once the group drops the first, and goes on from exactly where the
+ *    first stopped: the emitted offsets add up to exactly the events produced.
+ * Under deploy/valgrind.sh the waits grow by fls_t_slowdown(); the bound on the exit
+ * is then checked only against that scaled wait.
+ */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define NPART  4
+#define MODELS FLS_TEST_DATA "/../../models"
+
+static fls_tenv_t env;
+
+static void setup(void)
+{
+        cr_assert_eq(fls_t_init(&env), 0);
+        cr_assert_eq(fls_t_redis_start(&env), 0, "redis-server did not start");
+        cr_assert_eq(fls_t_broker_start(&env, NPART), 0,
+                     "flashstream broker did not start");
+}
+
+static void teardown(void)
+{
+        fls_t_fini(&env);
+}
+
+TestSuite(it_shutdown, .init = setup, .fini = teardown, .timeout = 300);
+
+static double mono_s(void)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Click events from the simulator, produced to the broker; seed and start differ per
+ * call so that a second call appends other events. */
+static void simulate(int seed, int minutes_ago)
+{
+        char ts[64], sd[32], out[400];
+        char *o = NULL;
+        int64_t t0 = ((int64_t)time(NULL) - minutes_ago * 60) / 60 * 60000;
+        snprintf(ts, sizeof(ts), "--sim.start_ts=%" PRId64, t0);
+        snprintf(sd, sizeof(sd), "--sim.seed=%d", seed);
+        snprintf(out, sizeof(out), "--sim.out_dir=%s/sim%d", env.dir, seed);
+        const char *args[] = {"simulate",
+                              "--sim.realtime=false",
+                              "--sim.duration_s=5",
+                              "--sim.users=300",
+                              "--sim.progress_ms=0",
+                              ts,
+                              sd,
+                              out,
+                              NULL};
+        cr_assert_eq(fls_t_run(&env, &o, args), 0, "simulate failed");
+        free(o);
+}
+
+static pid_t consume(const char *log, const char *timeout_ms)
+{
+        char path[400];
+        const char *args[] = {"consume",
+                              "clickstream",
+                              "--clickstream.intent_model=" MODELS "/intent_sim.flsm",
+                              "--clickstream.participation_model=" MODELS
+                              "/participation.flsm",
+                              "--consumer.group=shutdown",
+                              "--kafka.session.timeout.ms=6000",
+                              "--metrics.port=-1",
+                              timeout_ms,
+                              NULL};
+        snprintf(path, sizeof(path), "%s/%s.log", env.dir, log);
+        return fls_t_spawn(&env, path, args);
+}
+
+/* The consumer's log, read whole (malloc'ed); empty before the consumer starts. */
+static char *log_of(const char *log)
+{
+        char path[400];
+        FILE *fp;
+        char *buf;
+        long n;
+        snprintf(path, sizeof(path), "%s/%s.log", env.dir, log);
+        fp = fopen(path, "r");
+        if (!fp) /* not started yet */
+                return strdup("");
+        fseek(fp, 0, SEEK_END);
+        n = ftell(fp);
+        rewind(fp);
+        buf = malloc((size_t)n + 1);
+        cr_assert_not_null(buf);
+        buf[fread(buf, 1, (size_t)n, fp)] = '\0';
+        fclose(fp);
+        return buf;
+}
+
+/* Partitions assigned since the log's last revocation (eager assignment: a
+ * rebalance revokes everything, then assigns the new set), as a bit set. */
+static unsigned assigned_now(const char *log)
+{
+        char *s = log_of(log), *p = s, *last = strstr(s, "revoked"), *r;
+        unsigned set = 0;
+        while (last && (r = strstr(last + 1, "revoked")))
+                last = r;
+        if (last)
+                p = last;
+        while ((p = strstr(p, "assigned clickstream [")) != NULL) {
+                p += strlen("assigned clickstream [");
+                set |= 1u << atoi(p);
+        }
+        free(s);
+        return set;
+}
+
+static void wait_assigned(const char *log, unsigned want)
+{
+        unsigned got = 0;
+        for (int i = 0; i < 300 * fls_t_slowdown() && (got = assigned_now(log)) != want;
+             i++)
+                usleep(100000);
+        cr_assert_eq(got, want, "%s owns partitions 0x%x, not 0x%x", log, got, want);
+}
+
+/* Click events the simulator produced with that seed. */
+static long produced(int seed)
+{
+        char path[400];
+        long n;
+        snprintf(path, sizeof(path), "%s/sim%d/clickstream.csv", env.dir, seed);
+        n = fls_t_csv_rows(path);
+        cr_assert_geq(n, 0, "%s", path);
+        return n;
+}
+
+static void wait_emitted(long want)
+{
+        long got = 0;
+        for (int i = 0; i < 600 * fls_t_slowdown() &&
+                        (got = fls_t_emitted(&env, "clickstream", NPART)) < want;
+             i++)
+                usleep(100000);
+        cr_assert_eq(got, want, "%ld of %ld click events done", got, want);
+}
+
+/* SIGTERM, then the exit status and the seconds it took (-1: still running after
+ * 20 s, scaled). */
+static int stop(pid_t pid, double *took)
+{
+        double t0 = mono_s();
+        int rc;
+        kill(pid, SIGTERM);
+        rc = fls_t_wait(pid, 20000);
+        *took = mono_s() - t0;
+        cr_log_info("consumer %d exited %d after SIGTERM in %.2f s", (int)pid, rc, *took);
+        return rc;
+}
+
+Test(it_shutdown, alone_in_its_group_it_leaves_at_once)
+{
+        double took;
+        pid_t a;
+        char *log;
+
+        a = consume("alone", "--shutdown.timeout_ms=5000");
+        wait_assigned("alone", (1u << NPART) - 1);
+        cr_assert_eq(stop(a, &took), 0);
+        cr_assert_lt(took, 2.0 * fls_t_slowdown(), "%.2f s to leave an idle group", took);
+        log = log_of("alone");
+        cr_assert(strstr(log, "left the group in") != NULL, "no clean leave logged");
+        free(log);
+}
+
+Test(it_shutdown, during_a_rebalance_it_waits_at_most_shutdown_timeout_and_loses_nothing)
+{
+        double took;
+        pid_t a, b;
+        char *log;
+        long want;
+
+        simulate(1, 20);
+        want = produced(1);
+        cr_assert_gt(want, 1000);
+        a = consume("a", "--shutdown.timeout_ms=1000");
+        wait_assigned("a", (1u << NPART) - 1);
+        wait_emitted(want);
+
+        /* b's JoinGroup starts a rebalance that the broker holds open for seconds
+         * (its rebalance delay); a's heartbeat sees it within heartbeat.interval.ms
+         * (1 s) and a rejoins, so a SIGTERM 2 s later finds a in the middle of it. */
+        b = consume("b", "--shutdown.timeout_ms=5000");
+        for (int i = 0; i < 300 * fls_t_slowdown(); i++) {
+                log = log_of("b");
+                int started = strstr(log, "consumer started") != NULL;
+                free(log);
+                if (started)
+                        break;
+                usleep(100000);
+        }
+        sleep(2);
+        cr_assert_eq(stop(a, &took), 0, "a did not exit 0");
+        log = log_of("a");
+        cr_assert(strstr(log, "did not let this consumer go within shutdown.timeout_ms"),
+                  "a's log has no shutdown.timeout_ms warning: the rebalance this test "
+                  "needs did not happen, or the wait was not bounded");
+        free(log);
+        if (fls_t_slowdown() == 1)
+                cr_assert_lt(took, 2.5, "%.2f s to exit with shutdown.timeout_ms=1000",
+                             took);
+
+        /* The group drops a after its session time-out; b then owns everything and
+         * goes on from where a stopped, through events produced since. */
+        simulate(2, 10);
+        want += produced(2);
+        wait_assigned("b", (1u << NPART) - 1);
+        wait_emitted(want);
+        cr_assert_eq(stop(b, &took), 0, "b did not exit 0");
+}
