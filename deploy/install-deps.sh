@@ -8,6 +8,8 @@ PACKAGES=(
     build-essential cmake pkg-config
     librdkafka-dev libavro-dev libhiredis-dev libopenblas-dev liblapacke-dev
     libcriterion-dev redis-server redis-tools kafkacat curl valgrind
+    # deploy/test.sh checks every C file against .clang-format.
+    clang-format
     # deploy/fuzz.sh: clang and libFuzzer (libclang_rt.fuzzer, only a Recommends of
     # clang-14, which --no-install-recommends skips).
     clang libclang-rt-14-dev

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command of the README (and of .ci/run): installs what is missing, builds
-# with -Werror, runs every Criterion suite (unit and integration: the integration
+# The test command of the README (and of .ci/run): installs what is missing, checks
+# the C files' format, builds with -Werror, runs every Criterion suite (unit and integration: the integration
 # suites start their own redis-server and `flashstream broker`) and the short fault
 # suite (bench/fault-suite.sh), then builds again
 # with AddressSanitizer + UndefinedBehaviorSanitizer and runs the whole suite again.
@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/install-deps.sh
+
+echo "== format (.clang-format) =="
+find consumers models tools tests bench -name '*.[ch]' -print0 |
+        xargs -0 clang-format --dry-run --Werror
 
 jobs=$(nproc)
 echo "== build (-Werror) =="
