@@ -25,14 +25,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "kafka.h"
 #include "log.h"
 #include "settings.h"
 
 #define MAX_BATCHES 4096
 
+/* A deferred write; its strings are offsets into the partition's post_text. */
 struct post {
-        char *entity, *field, *s;
+        size_t entity, field, s; /* s: SIZE_MAX when the write has no string */
         fls_defer_kind_t kind;
         int64_t i;
 };
@@ -41,11 +43,12 @@ struct part {
         int assigned;
         struct post *posts; /* deferred writes of decisions, for the next script */
         size_t nposts, posts_cap, attached;
-        int64_t applied;   /* what Redis holds as "offset" (-1: nothing) */
-        int64_t emitted;   /* outputs flushed up to here */
-        int64_t e_stored;  /* "emitted" as last written to Redis */
-        int64_t watermark; /* max event time applied */
-        int reseek;        /* stale batch seen: reload meta and seek */
+        fls_arena_t post_text; /* their strings, in the order of posts */
+        int64_t applied;       /* what Redis holds as "offset" (-1: nothing) */
+        int64_t emitted;       /* outputs flushed up to here */
+        int64_t e_stored;      /* "emitted" as last written to Redis */
+        int64_t watermark;     /* max event time applied */
+        int reseek;            /* stale batch seen: reload meta and seek */
 };
 
 struct fls_emit {
@@ -154,23 +157,26 @@ static struct part *part_get(runner_t *r, int32_t p)
         return &r->parts[p];
 }
 
-static void posts_free(struct part *p, size_t from, size_t to)
-{
-        for (size_t k = from; k < to && k < p->nposts; k++) {
-                free(p->posts[k].entity);
-                free(p->posts[k].field);
-                free(p->posts[k].s);
-        }
-}
-
+/* Drops the first n deferred writes; the strings of those kept move to the front of
+ * post_text (they follow the dropped ones' strings there). */
 static void posts_drop(struct part *p, size_t n)
 {
-        posts_free(p, 0, n);
         if (n >= p->nposts) {
                 p->nposts = 0;
-        } else {
+                fls_arena_reset(&p->post_text);
+        } else if (n > 0) {
+                size_t base = p->posts[n].entity;
+                memmove(p->post_text.buf, p->post_text.buf + base,
+                        p->post_text.len - base);
+                p->post_text.len -= base;
                 memmove(p->posts, p->posts + n, (p->nposts - n) * sizeof(*p->posts));
                 p->nposts -= n;
+                for (size_t k = 0; k < p->nposts; k++) {
+                        p->posts[k].entity -= base;
+                        p->posts[k].field -= base;
+                        if (p->posts[k].s != SIZE_MAX)
+                                p->posts[k].s -= base;
+                }
         }
         p->attached = 0;
 }
@@ -179,9 +185,12 @@ static void posts_drop(struct part *p, size_t n)
 static void posts_attach(struct part *p, fls_batch_t *b)
 {
         for (size_t k = 0; k < p->nposts; k++) {
-                struct post *q = &p->posts[k];
-                int ent = fls_batch_entity(b, q->entity, strlen(q->entity));
-                fls_batch_defer(b, ent, q->kind, q->field, q->i, q->s);
+                const struct post *q = &p->posts[k];
+                const fls_arena_t *t = &p->post_text;
+                const char *entity = fls_arena_str(t, q->entity);
+                const char *str = q->s == SIZE_MAX ? NULL : fls_arena_str(t, q->s);
+                int ent = fls_batch_entity(b, entity, strlen(entity));
+                fls_batch_defer(b, ent, q->kind, fls_arena_str(t, q->field), q->i, str);
         }
         p->attached = p->nposts;
 }
@@ -196,22 +205,14 @@ void fls_emit_defer(fls_emit_t *e, int32_t partition, const char *entity,
 
         if (!p)
                 abort();
-        if (p->nposts == p->posts_cap) {
-                size_t cap = p->posts_cap ? p->posts_cap * 2 : 64;
-                struct post *np = realloc(p->posts, cap * sizeof(*np));
-                if (!np)
-                        abort(); /* bounded by the decisions of one batch */
-                p->posts = np;
-                p->posts_cap = cap;
-        }
+        /* Bounded by the decisions of one batch; reused from poll to poll. */
+        p->posts = fls_grow(p->posts, &p->posts_cap, p->nposts + 1, sizeof(*p->posts));
         q = &p->posts[p->nposts++];
-        q->entity = strdup(entity);
-        q->field = strdup(field);
-        q->s = s ? strdup(s) : NULL;
+        q->entity = fls_arena_add(&p->post_text, entity, strlen(entity));
+        q->field = fls_arena_add(&p->post_text, field, strlen(field));
+        q->s = s ? fls_arena_add(&p->post_text, s, strlen(s)) : SIZE_MAX;
         q->kind = kind;
         q->i = i;
-        if (!q->entity || !q->field || (s && !q->s))
-                abort();
 }
 
 fls_claims_t *fls_emit_claims(fls_emit_t *e)
@@ -532,7 +533,8 @@ static void abandon(runner_t *r, const int32_t *bpart, size_t nb)
                 struct part *p = part_get(r, bpart[k]);
                 if (!p || p->nposts <= p->attached)
                         continue;
-                posts_free(p, p->attached, p->nposts);
+                /* their strings are the tail of post_text */
+                p->post_text.len = p->posts[p->attached].entity;
                 p->nposts = p->attached;
         }
 }
@@ -1144,8 +1146,8 @@ static void teardown(runner_t *r)
         fls_codec_destroy(r->out);
         fls_metrics_destroy(r->metrics);
         for (int i = 0; i < r->nparts; i++) {
-                posts_drop(&r->parts[i], r->parts[i].nposts);
                 free(r->parts[i].posts);
+                fls_arena_free(&r->parts[i].post_text);
         }
         fls_claims_destroy(r->emit.claims);
         free(r->parts);
