@@ -53,16 +53,7 @@ static void teardown(void)
 
 TestSuite(it_clickstream, .init = setup, .fini = teardown, .timeout = 400);
 
-/* Criterion's --timeout can only lower the suite's time-out; this hook runs in the
- * runner process before the test is spawned, where it is read. */
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-        FOREACH_SET(struct criterion_suite_set * s, set->suites)
-        {
-                if (s->suite.data && s->suite.data->timeout > 0)
-                        s->suite.data->timeout *= fls_t_slowdown();
-        }
-}
+FLS_T_SCALE_TIMEOUTS()
 
 static void simulate(void)
 {

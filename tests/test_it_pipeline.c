@@ -45,17 +45,7 @@ static void teardown(void)
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 600);
 
-/* The suite's time-out is a constant, and Criterion's --timeout can only lower it; this
- * hook runs in the runner process before any test is spawned, where the time-out of
- * each test is read. */
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-        FOREACH_SET(struct criterion_suite_set * s, set->suites)
-        {
-                if (s->suite.data && s->suite.data->timeout > 0)
-                        s->suite.data->timeout *= fls_t_slowdown();
-        }
-}
+FLS_T_SCALE_TIMEOUTS()
 
 /* Baseline click events per simulated second. Under memcheck half the simulator's
  * default: 29k click events instead of 58k for the full run, still 146 created

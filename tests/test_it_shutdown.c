@@ -7,10 +7,13 @@
  *    most shutdown.timeout_ms, exits 0 and warns; the other instance gets every
  *    partition once the group drops the first, and goes on from exactly where the
  *    first stopped: the emitted offsets add up to exactly the events produced.
- * Under deploy/valgrind.sh the waits grow by fls_t_slowdown(); the bound on the exit
- * is then checked only against that scaled wait.
+ * Under deploy/valgrind.sh the waits and the time-out grow by fls_t_slowdown(), and
+ * the rebalance case checks only a clean exit and b's progress: memcheck slows b's
+ * join past the timing that puts a's SIGTERM inside the rebalance.
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <criterion/internal/ordered-set.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +43,7 @@ static void teardown(void)
 }
 
 TestSuite(it_shutdown, .init = setup, .fini = teardown, .timeout = 300);
+FLS_T_SCALE_TIMEOUTS()
 
 static double mono_s(void)
 {
@@ -213,14 +217,18 @@ Test(it_shutdown, during_a_rebalance_it_waits_at_most_shutdown_timeout_and_loses
         }
         sleep(2);
         cr_assert_eq(stop(a, &took), 0, "a did not exit 0");
-        log = log_of("a");
-        cr_assert(strstr(log, "did not let this consumer go within shutdown.timeout_ms"),
-                  "a's log has no shutdown.timeout_ms warning: the rebalance this test "
-                  "needs did not happen, or the wait was not bounded");
-        free(log);
-        if (fls_t_slowdown() == 1)
+        /* Under memcheck b joins too slowly for the timing above: a may leave
+         * cleanly, and what is checked is that either way frees everything. */
+        if (fls_t_slowdown() == 1) {
+                log = log_of("a");
+                cr_assert(strstr(log, "did not let this consumer go within "
+                                      "shutdown.timeout_ms"),
+                          "a's log has no shutdown.timeout_ms warning: the rebalance "
+                          "this test needs did not happen, or the wait was not bounded");
+                free(log);
                 cr_assert_lt(took, 2.5, "%.2f s to exit with shutdown.timeout_ms=1000",
                              took);
+        }
 
         /* The group drops a after its session time-out; b then owns everything and
          * goes on from where a stopped, through events produced since. */

@@ -40,6 +40,20 @@ pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args)
 /* How many times longer every wait of a suite should be: 10 when $FLS_VALGRIND is set
  * (deploy/valgrind.sh: memcheck runs a consumer 20-50x slower), 1 otherwise. */
 int fls_t_slowdown(void);
+/* Defines the Criterion hook that multiplies every suite's time-out of the file by
+ * fls_t_slowdown(): Criterion's --timeout can only lower a suite's time-out, and this
+ * hook runs in the runner process before any test is spawned, where the time-outs are
+ * read. Once per suite file, which must include criterion/hooks.h and
+ * criterion/internal/ordered-set.h. */
+#define FLS_T_SCALE_TIMEOUTS()                                                           \
+        ReportHook(PRE_ALL)(struct criterion_test_set * set)                             \
+        {                                                                                \
+                FOREACH_SET(struct criterion_suite_set *s, set->suites)                  \
+                {                                                                        \
+                        if (s->suite.data && s->suite.data->timeout > 0)                 \
+                                s->suite.data->timeout *= fls_t_slowdown();              \
+                }                                                                        \
+        }
 /* Waits up to timeout_ms times fls_t_slowdown(); returns the exit status, 128+signal,
  * or -1 on time-out (the process is then killed). */
 int fls_t_wait(pid_t pid, int timeout_ms);
