@@ -405,7 +405,7 @@ Test(pipeline, two_instances_share_partitions_and_rebalance)
         simulate("--sim.duration_s=25", start_ts());
         want = count_lines("clickstream.csv");
         /* Two instances of one consumer share the partitions; the second leaves
-         * mid-stream and cooperative-sticky moves its partitions to the first. */
+         * mid-stream and the rebalance gives its partitions to the first. */
         a = consume_log("clickstream", "a", small);
         b = consume_log("clickstream", "b", small);
         for (int i = 0;

@@ -59,7 +59,7 @@ rd_kafka_conf_t *fls_kafka_conf(const fls_conf_t *conf, fls_kafka_role_t role,
             /* Eager, not cooperative-sticky: librdkafka 2.0.2 (Debian 12) aborts
              * closing a cooperative-sticky consumer that has no assignment yet
              * (rdkafka_sticky_assignor.c: "assertion assignor_state failed",
-             * librdkafka issue 4312, fixed in 2.2.0; seen here on SIGTERM during
+             * librdkafka issue 4312, fixed in later releases; seen here on SIGTERM during
              * the first rebalance) and can hang one that receives an assignment
              * while closing (issue 4527). The cost: a rebalance pauses every
              * member's partitions, not only those that move. */
