@@ -1100,9 +1100,11 @@ static void close_consumer(runner_t *r, double deadline)
         if (e) {
                 fls_log(FLS_LOG_WARN, "runner", "close: %s", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
+        } else {
+                while (!(closed = rd_kafka_consumer_closed(r->consumer)) &&
+                       now_s() < deadline)
+                        rd_kafka_queue_poll_callback(q, 50);
         }
-        while (!(closed = rd_kafka_consumer_closed(r->consumer)) && now_s() < deadline)
-                rd_kafka_queue_poll_callback(q, 50);
         rd_kafka_queue_destroy(q);
         if (r->queue)
                 rd_kafka_queue_destroy(r->queue);
