@@ -412,9 +412,9 @@ typedef struct {
         struct wr *wr;
         fls_click_write_t *wout;
         size_t nwr, nwr_snap, wr_cap, wout_cap;
-        char *wtext;
-        /* wtext_snap: wtext_len at nwr_snap, where each claim round starts again */
-        size_t wtext_len, wtext_snap, wtext_cap;
+        fls_arena_t wtext;
+        /* wtext_snap: wtext.len at nwr_snap, where each claim round starts again */
+        size_t wtext_snap;
         char *sbuf; /* a snapshot being formatted */
         size_t sbuf_cap;
         /* Field names of set members: the store keeps the pointers until the apply,
@@ -503,7 +503,7 @@ static void destroy(void *app)
         free(c->text);
         free(c->wr);
         free(c->wout);
-        free(c->wtext);
+        fls_arena_free(&c->wtext);
         free(c->sbuf);
         free(c->pc);
         free(c->cand);
@@ -1328,16 +1328,6 @@ static void load_sale(struct ov *o, const char *s, int64_t off)
 
 /* ---- deferred writes ---------------------------------------------------------- */
 
-static size_t wkeep(clickstream_t *c, const char *s, size_t len)
-{
-        size_t off = c->wtext_len;
-        c->wtext = fls_grow(c->wtext, &c->wtext_cap, c->wtext_len + len + 1, 1);
-        memcpy(c->wtext + off, s, len);
-        c->wtext[off + len] = '\0';
-        c->wtext_len += len + 1;
-        return off;
-}
-
 static void wadd(clickstream_t *c, int32_t partition, const char *entity, size_t elen,
                  fls_defer_kind_t kind, const char *field, int64_t i, const char *s,
                  size_t slen)
@@ -1347,9 +1337,9 @@ static void wadd(clickstream_t *c, int32_t partition, const char *entity, size_t
         w = &c->wr[c->nwr++];
         w->partition = partition;
         w->kind = kind;
-        w->entity = wkeep(c, entity, elen);
-        w->field = wkeep(c, field, strlen(field));
-        w->s = s ? wkeep(c, s, slen) : (size_t)-1;
+        w->entity = fls_arena_add(&c->wtext, entity, elen);
+        w->field = fls_arena_add(&c->wtext, field, strlen(field));
+        w->s = s ? fls_arena_add(&c->wtext, s, slen) : (size_t)-1;
         w->i = i;
 }
 
@@ -2001,7 +1991,7 @@ static void snapshot_writes(clickstream_t *c)
                 }
         }
         c->nwr_snap = c->nwr;
-        c->wtext_snap = c->wtext_len;
+        c->wtext_snap = c->wtext.len;
 }
 
 /* ---- policy ----------------------------------------------------------------- */
@@ -2211,7 +2201,7 @@ static void policy_pass(clickstream_t *c)
          * every touched user's snapshot again (~3 kB each), and wtext kept the
          * high-water mark of the batch with the most refusals. */
         c->nwr = c->nwr_snap;
-        c->wtext_len = c->wtext_snap;
+        c->wtext.len = c->wtext_snap;
         c->nrem = 0;
         for (size_t k = 0; k < c->norder; k++) {
                 struct pending *p = &c->pend[c->order[k]];
@@ -2257,7 +2247,7 @@ int fls_clickstream_prepare(void *app, fls_batch_t *b, char *errstr, size_t errs
                         c->order[n++] = i;
         c->norder = n;
         c->nwr = c->nwr_snap = 0;
-        c->wtext_len = c->wtext_snap = 0;
+        c->wtext.len = c->wtext_snap = 0;
         c->nrem = 0;
         c->pre_reply = NULL;
         if (n == 0)
@@ -2342,10 +2332,10 @@ size_t fls_clickstream_writes(void *app, const fls_click_write_t **out)
                 c->wout[i] =
                     (fls_click_write_t){w->partition,
                                         w->kind,
-                                        c->wtext + w->entity,
-                                        c->wtext + w->field,
+                                        c->wtext.buf + w->entity,
+                                        c->wtext.buf + w->field,
                                         w->i,
-                                        w->s == (size_t)-1 ? NULL : c->wtext + w->s};
+                                        w->s == (size_t)-1 ? NULL : c->wtext.buf + w->s};
         }
         *out = c->wout;
         return c->nwr;
@@ -2496,9 +2486,9 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
         /* Snapshots and decision state: durable with this batch's "emitted" mark. */
         for (size_t i = 0; i < c->nwr; i++) {
                 const struct wr *w = &c->wr[i];
-                fls_emit_defer(emit, w->partition, c->wtext + w->entity, w->kind,
-                               c->wtext + w->field, w->i,
-                               w->s == (size_t)-1 ? NULL : c->wtext + w->s);
+                fls_emit_defer(emit, w->partition, c->wtext.buf + w->entity, w->kind,
+                               c->wtext.buf + w->field, w->i,
+                               w->s == (size_t)-1 ? NULL : c->wtext.buf + w->s);
         }
         return 0;
 }

@@ -262,9 +262,7 @@ struct fls_batch {
         char tag[300];
         size_t taglen;
         int64_t expect, last, emitted, watermark, late;
-        /* text arena: key names and SET values; reused */
-        char *text;
-        size_t text_len, text_cap;
+        fls_arena_t text; /* key names and SET values; reused */
         struct key *keys;
         size_t nkeys, keys_cap;
         /* entity index: open addressing over keys with fam == -1 and per-family keys */
@@ -290,8 +288,7 @@ struct fls_batch {
         const char **argv;
         size_t *argvlen;
         size_t argc, argv_cap;
-        char *num;
-        size_t num_len, num_cap;
+        fls_arena_t num; /* formatted numbers of the command; reused */
 };
 
 /* A list family (read back with LRANGE) rather than a hash or a ring. */
@@ -642,7 +639,7 @@ void fls_batch_destroy(fls_batch_t *b)
         if (!b)
                 return;
         release_reply(b);
-        free(b->text);
+        fls_arena_free(&b->text);
         free(b->keys);
         free(b->slots);
         free(b->ops);
@@ -657,7 +654,7 @@ void fls_batch_destroy(fls_batch_t *b)
         free(b->ptrs);
         free(b->argv);
         free(b->argvlen);
-        free(b->num);
+        fls_arena_free(&b->num);
         free(b);
 }
 
@@ -676,7 +673,7 @@ void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int r
                                      topic, (int)partition);
         if (b->taglen >= sizeof(b->tag))
                 b->taglen = sizeof(b->tag) - 1;
-        b->text_len = 0;
+        fls_arena_reset(&b->text);
         b->nkeys = 0;
         b->nops = 0;
         b->nreads = 0;
@@ -688,20 +685,9 @@ void fls_batch_begin(fls_batch_t *b, const char *topic, int32_t partition, int r
                 memset(b->slots, 0xff, b->slots_cap * sizeof(*b->slots));
 }
 
-/* Appends s and a NUL to a growing text buffer; returns its offset. */
-static size_t buf_add(char **buf, size_t *used, size_t *cap, const char *s, size_t len)
-{
-        size_t off = *used;
-        *buf = fls_grow(*buf, cap, *used + len + 1, 1);
-        memcpy(*buf + off, s, len);
-        (*buf)[off + len] = '\0';
-        *used += len + 1;
-        return off;
-}
-
 static size_t text_add(fls_batch_t *b, const char *s, size_t len)
 {
-        return buf_add(&b->text, &b->text_len, &b->text_cap, s, len);
+        return fls_arena_add(&b->text, s, len);
 }
 
 static uint64_t hash_bytes(const char *s, size_t len, int fam)
@@ -730,25 +716,26 @@ static int key_lookup(fls_batch_t *b, const char *ent, size_t len, int fam, int 
         for (i = h & mask; b->slots[i] >= 0; i = (i + 1) & mask) {
                 struct key *k = &b->keys[b->slots[i]];
                 if (k->fam == fam && k->elen == len &&
-                    memcmp(b->text + k->eoff, ent, len) == 0)
+                    memcmp(b->text.buf + k->eoff, ent, len) == 0)
                         return b->slots[i];
         }
         b->keys = fls_grow(b->keys, &b->keys_cap, b->nkeys + 1, sizeof(*b->keys));
         nk = &b->keys[b->nkeys];
-        nk->off = b->text_len;
-        b->text = fls_grow(b->text, &b->text_cap, b->text_len + b->taglen + len + 80, 1);
-        memcpy(b->text + b->text_len, b->tag, b->taglen);
-        nk->eoff = b->text_len + b->taglen;
+        nk->off = b->text.len;
+        b->text.buf =
+            fls_grow(b->text.buf, &b->text.cap, b->text.len + b->taglen + len + 80, 1);
+        memcpy(b->text.buf + b->text.len, b->tag, b->taglen);
+        nk->eoff = b->text.len + b->taglen;
         nk->elen = len;
-        memcpy(b->text + nk->eoff, ent, len);
+        memcpy(b->text.buf + nk->eoff, ent, len);
         nk->len = b->taglen + len;
         if (fam >= 0) {
-                int n = snprintf(b->text + nk->off + nk->len, 80, ":%s",
+                int n = snprintf(b->text.buf + nk->off + nk->len, 80, ":%s",
                                  b->st->fams[fam].f.name);
                 nk->len += (size_t)n;
         }
-        b->text[nk->off + nk->len] = '\0';
-        b->text_len += nk->len + 1;
+        b->text.buf[nk->off + nk->len] = '\0';
+        b->text.len += nk->len + 1;
         nk->fam = fam;
         nk->ent = ent_idx < 0 ? (int)b->nkeys : ent_idx;
         nk->read = -1;
@@ -771,7 +758,7 @@ static void rehash(fls_batch_t *b)
         memset(b->slots, 0xff, ncap * sizeof(*b->slots));
         for (size_t k = 0; k < b->nkeys; k++) {
                 struct key *kk = &b->keys[k];
-                uint64_t h = hash_bytes(b->text + kk->eoff, kk->elen, kk->fam);
+                uint64_t h = hash_bytes(b->text.buf + kk->eoff, kk->elen, kk->fam);
                 size_t i;
                 for (i = h & mask; b->slots[i] >= 0; i = (i + 1) & mask)
                         ;
@@ -860,7 +847,7 @@ void fls_batch_stock(fls_batch_t *b, int ent, fls_stock_op_t sub, const char *fi
         /* The ledger is a key of its own, "<entity>:ledger", in the same slot. */
         e = &b->keys[ent];
         n = snprintf(ledger, sizeof(ledger), "%.*s:ledger", (int)e->elen,
-                     b->text + e->eoff);
+                     b->text.buf + e->eoff);
         {
                 int lk = key_lookup(b, ledger, (size_t)n, -1, -1);
                 o = op_add(b, OP_STOCK, ent);
@@ -926,7 +913,7 @@ static int fam_key(fls_batch_t *b, int ent, int fam)
         char name[512];
         size_t len = b->keys[ent].elen < sizeof(name) ? b->keys[ent].elen : sizeof(name);
 
-        memcpy(name, b->text + b->keys[ent].eoff, len);
+        memcpy(name, b->text.buf + b->keys[ent].eoff, len);
         return key_lookup(b, name, len, fam, ent);
 }
 
@@ -1108,7 +1095,7 @@ static void arg(fls_batch_t *b, const char *s, size_t len)
 /* Copies a formatted number into the b->num arena; returns its offset. */
 static size_t num_put(fls_batch_t *b, const char *p, size_t len)
 {
-        return buf_add(&b->num, &b->num_len, &b->num_cap, p, len);
+        return fls_arena_add(&b->num, p, len);
 }
 
 /* Integers are most of a script's arguments (several per event): no printf. */
@@ -1195,7 +1182,7 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
 #define NUM(v)                                                                           \
         do {                                                                             \
                 size_t o_ = num_i64(b, (int64_t)(v));                                    \
-                REF(1, o_, b->num_len - o_ - 1, NULL);                                   \
+                REF(1, o_, b->num.len - o_ - 1, NULL);                                   \
         } while (0)
 #define STR(s) REF(2, 0, strlen(s), s)
         char metakey[320];
@@ -1276,7 +1263,7 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         STR(o->field);
                         {
                                 size_t o_ = num_dbl(b, o->d);
-                                REF(1, o_, b->num_len - o_ - 1, NULL);
+                                REF(1, o_, b->num.len - o_ - 1, NULL);
                         }
                         break;
                 case OP_SET:
@@ -1318,7 +1305,7 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                 case OP_EXPIRE:
                         /* A read-only batch has only deferred ones. */
                         if (b->keys[o->key].written &&
-                            ttl_fresh(st, b->text + b->keys[o->key].off,
+                            ttl_fresh(st, b->text.buf + b->keys[o->key].off,
                                       b->keys[o->key].len, o->i, now))
                                 break;
                         STR(o->post ? "e" : "E");
@@ -1333,7 +1320,7 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                     st->fams[b->keys[k].fam].ttl_s < 0)
                         continue;
                 if (b->keys[k].written &&
-                    ttl_fresh(st, b->text + b->keys[k].off, b->keys[k].len,
+                    ttl_fresh(st, b->text.buf + b->keys[k].off, b->keys[k].len,
                               st->fams[b->keys[k].fam].ttl_s, now))
                         continue;
                 STR("E");
@@ -1349,15 +1336,15 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
 {
         size_t nrefs = 0;
 
-        b->num_len = 0;
+        fls_arena_reset(&b->num);
         coalesce(b);
         build(b, refs, &nrefs, refcap);
         b->argc = 0;
         for (size_t i = 0; i < nrefs; i++) {
                 struct argref *r = &(*refs)[i];
                 arg(b,
-                    r->arena == 0   ? b->text + r->off
-                    : r->arena == 1 ? b->num + r->off
+                    r->arena == 0   ? b->text.buf + r->off
+                    : r->arena == 1 ? b->num.buf + r->off
                                     : r->s,
                     r->len);
         }
@@ -1373,9 +1360,9 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
                 const struct key *k = &b->keys[b->read_key[r]];
                 int rc = is_list(b->st, k->fam)
                              ? redisAppendCommand(b->st->rc, "LRANGE %b 0 -1",
-                                                  b->text + k->off, k->len)
+                                                  b->text.buf + k->off, k->len)
                              : redisAppendCommand(b->st->rc, "HGETALL %b",
-                                                  b->text + k->off, k->len);
+                                                  b->text.buf + k->off, k->len);
                 if (rc != REDIS_OK)
                         return REDIS_ERR;
         }
