@@ -2,6 +2,7 @@
  * test_it_shutdown: how a consumer leaves its group on SIGTERM, against the real
  * `flashstream broker` process and a real redis-server.
  *  - alone in its group, it leaves at once and says so;
+ *  - with the broker gone, it still exits 0 within shutdown.timeout_ms;
  *  - while the group rebalances (a second instance just joined), the group holds a
  *    leaving member until the rebalance ends, seconds later: the consumer waits at
  *    most shutdown.timeout_ms, exits 0 and warns; the other instance gets every
@@ -186,6 +187,31 @@ Test(it_shutdown, alone_in_its_group_it_leaves_at_once)
         cr_assert_lt(took, 2.0 * fls_t_slowdown(), "%.2f s to leave an idle group", took);
         log = log_of("alone");
         cr_assert(strstr(log, "left the group in") != NULL, "no clean leave logged");
+        free(log);
+}
+
+/* The broker gone before the SIGTERM, with offsets still to commit: the close can
+ * reach no coordinator. Before the bound, rd_kafka_consumer_close waited for it
+ * indefinitely (one such consumer was still running an hour and a half later). */
+Test(it_shutdown, with_the_broker_gone_it_still_exits)
+{
+        double took;
+        pid_t a;
+        char *log;
+
+        simulate(3, 20);
+        a = consume("nobroker", "--shutdown.timeout_ms=2000");
+        wait_assigned("nobroker", (1u << NPART) - 1);
+        wait_emitted(produced(3));
+        fls_t_broker_stop(&env);
+        sleep(1);
+        cr_assert_eq(stop(a, &took), 0, "no exit 0 with the broker gone");
+        cr_assert_lt(took, 3.0 * fls_t_slowdown(), "%.2f s to exit with the broker gone",
+                     took);
+        log = log_of("nobroker");
+        cr_assert(strstr(log, "left the group in") ||
+                      strstr(log, "did not let this consumer go within"),
+                  "no leave logged");
         free(log);
 }
 
