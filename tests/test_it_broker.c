@@ -23,20 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 static char it_dir[64];
 static char it_file[128];
 static char it_stdout[128];
 static char it_bootstrap[512];
 static int it_control_port;
 static pid_t it_pid = -1;
-
-static long it_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* Both lines or nothing: the broker renames the file into place. */
 static int it_read_bootstrap_file(void)
@@ -104,14 +98,14 @@ static void it_start(void)
                 _exit(127);
         }
 
-        deadline = it_now_ms() + 15000;
+        deadline = fls_t_mono_ms() + 15000;
         while (it_read_bootstrap_file() == -1) {
                 if (waitpid(it_pid, &status, WNOHANG) == it_pid) {
                         it_pid = -1;
                         it_start_failed(
                             "broker exited before writing its bootstrap file");
                 }
-                if (it_now_ms() > deadline)
+                if (fls_t_mono_ms() > deadline)
                         it_start_failed("no bootstrap file after 15 s");
                 usleep(20 * 1000);
         }
@@ -225,7 +219,7 @@ static void it_consume_expect(const char *topic, const char *payload)
         rd_kafka_topic_partition_list_t *parts;
         char errstr[256];
         rd_kafka_t *rk;
-        long deadline = it_now_ms() + 10000;
+        long deadline = fls_t_mono_ms() + 10000;
         int found = 0;
 
         cr_assert(rd_kafka_conf_set(conf, "group.id", "fls-it-broker", errstr,
@@ -239,7 +233,7 @@ static void it_consume_expect(const char *topic, const char *payload)
         cr_assert_eq(rd_kafka_assign(rk, parts), RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_topic_partition_list_destroy(parts);
 
-        while (!found && it_now_ms() < deadline) {
+        while (!found && fls_t_mono_ms() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
 
                 if (!m)
@@ -325,8 +319,8 @@ Test(it_broker, sigterm_exits_zero)
         size_t n;
 
         cr_assert_eq(kill(it_pid, SIGTERM), 0);
-        deadline = it_now_ms() + 5000;
-        while ((r = waitpid(it_pid, &status, WNOHANG)) == 0 && it_now_ms() < deadline)
+        deadline = fls_t_mono_ms() + 5000;
+        while ((r = waitpid(it_pid, &status, WNOHANG)) == 0 && fls_t_mono_ms() < deadline)
                 usleep(10 * 1000);
         cr_assert_eq(r, it_pid, "broker still running 5 s after SIGTERM");
         it_pid = -1;

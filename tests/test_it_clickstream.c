@@ -130,21 +130,14 @@ static void wait_applied(long want)
         cr_assert_eq(got, want, "%ld of %ld click events done", got, want);
 }
 
-static double mono_s(void)
-{
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void stop(pid_t pid)
 {
-        double t0 = mono_s();
+        double t0 = fls_t_mono_ms() / 1e3;
         int rc;
         kill(pid, SIGTERM);
         rc = fls_t_wait(pid, 10000);
         cr_log_info("consumer %d exited %d after SIGTERM in %.2f s", (int)pid, rc,
-                    mono_s() - t0);
+                    fls_t_mono_ms() / 1e3 - t0);
         cr_assert_eq(rc, 0,
                      "consumer %d exited %d after SIGTERM (-1: still running %d s "
                      "after it)",

@@ -57,13 +57,6 @@ static int64_t wall_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One message of the corpus. */
 struct msg {
         const char *what;
@@ -401,8 +394,8 @@ Test(it_dlq, every_bad_message_is_dead_lettered_once)
         last = corpus[ncorpus - 1].offset;
 
         /* Consumed and flushed up to the last offset. */
-        deadline = mono_ms() + 30000;
-        while (mono_ms() < deadline) {
+        deadline = fls_t_mono_ms() + 30000;
+        while (fls_t_mono_ms() < deadline) {
                 char *r =
                     fls_t_redis_cli(&env, "HGET \"fs:{clickstream.0}:meta\" emitted");
                 int have = r[0] >= '0' && r[0] <= '9';
@@ -440,8 +433,8 @@ Test(it_dlq, every_bad_message_is_dead_lettered_once)
         rd_kafka_topic_partition_list_destroy(parts);
 
         /* ... one per bad message, in order. */
-        deadline = mono_ms() + 15000;
-        for (int i = 0; i < ncorpus && mono_ms() < deadline; i++) {
+        deadline = fls_t_mono_ms() + 15000;
+        for (int i = 0; i < ncorpus && fls_t_mono_ms() < deadline; i++) {
                 struct msg *x = &corpus[i];
                 rd_kafka_message_t *m = NULL;
                 rd_kafka_headers_t *h = NULL;
@@ -449,7 +442,7 @@ Test(it_dlq, every_bad_message_is_dead_lettered_once)
 
                 if (!x->bad)
                         continue;
-                while (!m && mono_ms() < deadline) {
+                while (!m && fls_t_mono_ms() < deadline) {
                         m = rd_kafka_consumer_poll(rk, 100);
                         if (m && m->err) {
                                 rd_kafka_message_destroy(m);

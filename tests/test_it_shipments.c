@@ -580,13 +580,6 @@ Test(it_shipments, refused_priority_is_revised_at_hand_over)
 
 /* ---- a stop while Redis is down ------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Counts the shipment hashes and those lacking the "kind" every decision defers (the
  * decision state a later revision reads). */
 static void kinds(long *total, long *missing)
@@ -639,14 +632,14 @@ Test(it_shipments, stop_while_redis_is_down_keeps_decision_state)
                         usleep(100000); /* the consumer is up and deciding */
                 if (i == kill_at) {
                         fls_t_redis_stop(&env, SIGKILL);
-                        killed = mono_ms();
+                        killed = fls_t_mono_ms();
                 }
                 usleep(i < kill_at ? 5000 : 1000);
         }
-        usleep((useconds_t)(killed + 3600 - mono_ms()) * 1000);
+        usleep((useconds_t)(killed + 3600 - fls_t_mono_ms()) * 1000);
         cr_assert_eq(fls_t_redis_start(&env), 0);
         free(fls_t_redis_cli(&env, "CONFIG SET appendfsync always"));
-        usleep((useconds_t)(killed + 4200 - mono_ms()) * 1000);
+        usleep((useconds_t)(killed + 4200 - fls_t_mono_ms()) * 1000);
         stop(pid);
         rd_kafka_destroy(rk);
         fls_codec_destroy(c);

@@ -46,13 +46,6 @@ static void teardown(void)
 TestSuite(it_shutdown, .init = setup, .fini = teardown, .timeout = 300);
 FLS_T_SCALE_TIMEOUTS()
 
-static double mono_s(void)
-{
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* Click events from the simulator, produced to the broker; seed and start differ per
  * call so that a second call appends other events. */
 static void simulate(int seed, int minutes_ago)
@@ -166,11 +159,11 @@ static void wait_emitted(long want)
  * 20 s, scaled). */
 static int stop(pid_t pid, double *took)
 {
-        double t0 = mono_s();
+        double t0 = fls_t_mono_ms() / 1e3;
         int rc;
         kill(pid, SIGTERM);
         rc = fls_t_wait(pid, 20000);
-        *took = mono_s() - t0;
+        *took = fls_t_mono_ms() / 1e3 - t0;
         cr_log_info("consumer %d exited %d after SIGTERM in %.2f s", (int)pid, rc, *took);
         return rc;
 }

@@ -237,6 +237,13 @@ int fls_t_slowdown(void)
         return tool && *tool ? 10 : 1; /* memcheck runs a consumer ~10-50x slower */
 }
 
+int64_t fls_t_mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int fls_t_wait(pid_t pid, int timeout_ms)
 {
         int st;

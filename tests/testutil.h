@@ -8,6 +8,7 @@
 #define FLS_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct fls_tenv {
@@ -54,6 +55,8 @@ int fls_t_slowdown(void);
                                 s->suite.data->timeout *= fls_t_slowdown();              \
                 }                                                                        \
         }
+/* Milliseconds on the monotonic clock, for deadlines and durations. */
+int64_t fls_t_mono_ms(void);
 /* Waits up to timeout_ms times fls_t_slowdown(); returns the exit status, 128+signal,
  * or -1 on time-out (the process is then killed). */
 int fls_t_wait(pid_t pid, int timeout_ms);
