@@ -1076,9 +1076,10 @@ static rd_kafka_t *abandoned;
  * the group rebalances waits for the JoinGroup or SyncGroup in flight on the
  * coordinator connection, which the broker answers only when the rebalance ends: up
  * to session.timeout.ms after a member was killed, and longer when rebalances follow
- * one another (seen: 5-11 s with two instances, one SIGKILLed). Destroying the handle
- * waits for the same answer, so past the deadline the handle is left to the process
- * exit. Nothing is lost: outputs are flushed and what was emitted is recorded in
+ * one another (seen: ~5 s here, over 10 s in CI after a SIGKILLed instance); with
+ * the broker gone the close did not return at all (seen: over an hour). Destroying the
+ * handle waits for the same answer, so past the deadline the handle is left to the
+ * process exit. Nothing is lost: outputs are flushed and what was emitted is recorded in
  * Redis, which is where the next owner starts; the group drops this member by its
  * session time-out instead of by LeaveGroup. */
 static void close_consumer(runner_t *r, double deadline)
