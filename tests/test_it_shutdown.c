@@ -32,10 +32,8 @@ static fls_tenv_t env;
 
 static void setup(void)
 {
-        cr_assert_eq(fls_t_init(&env), 0);
-        cr_assert_eq(fls_t_redis_start(&env), 0, "redis-server did not start");
-        cr_assert_eq(fls_t_broker_start(&env, NPART), 0,
-                     "flashstream broker did not start");
+        const char *e = fls_t_start(&env, NPART);
+        cr_assert_null(e, "%s", e);
 }
 
 static void teardown(void)

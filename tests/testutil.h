@@ -32,6 +32,9 @@ void fls_t_redis_stop(fls_tenv_t *env, int sig);
  * bootstrap file. */
 int fls_t_broker_start(fls_tenv_t *env, int partitions);
 void fls_t_broker_stop(fls_tenv_t *env);
+/* fls_t_init, fls_t_redis_start and fls_t_broker_start in one: NULL, or which of
+ * them failed (for the suite's assertion). */
+const char *fls_t_start(fls_tenv_t *env, int partitions);
 /* Stops everything and removes the folder. */
 void fls_t_fini(fls_tenv_t *env);
 
