@@ -2,8 +2,11 @@
 # fault-suite: issue 7's fault suite. A fixed, seeded event set (1M+ events) goes
 # through all three consumers twice, on two private stacks (deploy/stack-up.sh: a
 # redis-server with appendonly yes / appendfsync everysec, and `flashstream broker`):
-#   clean  produced up front, one instance per consumer, no fault: the reference;
-#   fault  the same events produced up front too; while the consumers work through
+#   clean  produced up front, one instance per consumer, no fault: the reference,
+#          with every read of state sent to Redis and checked against the consumer's
+#          copy (--redis.mirror_verify);
+#   fault  the same events produced up front too, reads answered from the copy as in
+#          production (redis.mirror_mb); while the consumers work through
 #          them, a seeded random schedule (points of progress) SIGKILLs and restarts
 #          consumers (two clickstream instances share the group, so kills and
 #          bounces rebalance mid-stream), takes brokers down and up, injects Fetch,
@@ -123,6 +126,7 @@ start_consumer() { # STACK NAME APP
         local s=$1 name=$2 app=$3 extra=()
         stack_env "$s"
         [ "$app" = clickstream ] && extra=(--clickstream.coupon_budget="$BUDGET")
+        [ "$s" = clean ] && extra+=(--redis.mirror_verify=true)
         setsid "$BIN" consume "$app" "${extra[@]}" --bootstrap.file="$BOOTSTRAP_FILE" \
                 --redis.port="$REDIS_PORT" --metrics.port=-1 \
                 --kafka.session.timeout.ms=6000 --kafka.reconnect.backoff.max.ms=500 \
@@ -342,6 +346,17 @@ for name in click-a click-b orders shipments; do
 done
 log "fault: $total events in $((SECONDS - t_fault)) s"
 rebal=$(cat "$RUN"/fault/click-*.log | grep -c '"msg":"assigned clickstream' || true)
+# The copy of state (redis.mirror_mb): reads it answered in the fault pass (consumers
+# that exited; a SIGKILLed one logs nothing), and in the clean pass, where every read
+# went to Redis, how many differed from the copy and how many consumers said so.
+mirror_sum() { # STACK FIELD-PATTERN
+        cat "$RUN/$1"/*.log | grep -o "\"msg\":\"mirror: .*" | grep -o "$2" |
+                awk '{ s += $1 } END { print s + 0 }'
+}
+mir_hits=$(mirror_sum fault '[0-9]* reads from memory')
+mir_miss=$(mirror_sum fault '[0-9]* from Redis')
+mir_diff=$(mirror_sum clean '[0-9]* differed')
+mir_told=$(cat "$RUN"/clean/*.log | grep -c '"msg":"mirror: ' || true)
 
 # ---- checks ------------------------------------------------------------------
 C=$RUN/check
@@ -557,6 +572,8 @@ verdict() { # NAME VALUE OK(0/1)
         row "redis-server SIGKILL + restart (AOF)" "${NF[redis_kill]:-0}" ""
         verdict "consumers that exited by themselves" "${NF[unexpected_exit]:-0}" "$([ "${NF[unexpected_exit]:-0}" = 0 ] && echo 1)"
         verdict "final SIGTERM not exiting 0" "$unclean" "$([ "$unclean" = 0 ] && echo 1)"
+        row "reads from memory / Redis (fault pass)" "$mir_hits / $mir_miss" ""
+        verdict "copies unlike Redis (clean pass, verify)" "$mir_diff" "$([ "$mir_diff" = 0 ] && [ "$mir_told" = "${#TOPICS[@]}" ] && echo 1)"
         echo
         row "check" value result
         row "--------------------------------------------" "--------------" "------"

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+
 #include "store.h"
 #include "testutil.h"
 
@@ -40,6 +42,9 @@ static fls_store_t *store(void)
         fls_store_t *st = fls_store_new("127.0.0.1", env.redis_port, 2000, "t", fams,
                                         LATENESS, err, sizeof(err));
         cr_assert_not_null(st, "%s", err);
+        /* ctest runs the suite twice: as is, and answering reads from the mirror */
+        if (getenv("FLS_T_MIRROR"))
+                fls_store_mirror(st, 64 << 20, 0);
         return st;
 }
 
@@ -708,5 +713,264 @@ Test(store, pipelined_batches_get_their_own_replies)
         cr_assert_eq(fls_store_apply(st, b, 2, err, sizeof(err)), 0, "%s", err);
         for (int k = 0; k < 3; k++)
                 fls_batch_destroy(b[k]);
+        fls_store_destroy(st);
+}
+
+/* ---- the mirror (mirror.h) against Redis ------------------------------------ */
+
+static fls_store_t *mirrored(void)
+{
+        fls_store_t *st = store();
+        fls_store_mirror(st, 64 << 20, 0);
+        return st;
+}
+
+/* Does view h (a read served by the store) hold what Redis holds under key? */
+static void assert_same_as_redis(redisContext *rc, const char *key, int list,
+                                 const fls_hash_t *h, int batch)
+{
+        redisReply *r = redisCommand(rc, list ? "LRANGE %s 0 -1" : "HGETALL %s", key);
+
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY, "%s", key);
+        if (list) {
+                cr_assert_eq(h->n, r->elements, "batch %d, %s: %zu items, Redis %zu",
+                             batch, key, h->n, r->elements);
+                for (size_t i = 0; i < h->n; i++)
+                        cr_assert_str_eq(h->fields[i], r->element[i]->str,
+                                         "batch %d, %s item %zu", batch, key, i);
+        } else {
+                cr_assert_eq(h->n * 2, r->elements, "batch %d, %s: %zu fields, Redis %zu",
+                             batch, key, h->n, r->elements / 2);
+                for (size_t i = 0; i < r->elements; i += 2) {
+                        const char *v = fls_hash_get(h, r->element[i]->str);
+                        cr_assert_not_null(v, "batch %d, %s: no field %s", batch, key,
+                                           r->element[i]->str);
+                        cr_assert_str_eq(v, r->element[i + 1]->str, "batch %d, %s.%s",
+                                         batch, key, r->element[i]->str);
+                }
+        }
+        freeReplyObject(r);
+}
+
+/* Random writes of every kind, deferred ones with marks that do and do not apply,
+ * old and new ring buckets; after every batch, every read the store answers (from
+ * its copy, after the first) equals what Redis holds. */
+Test(store, mirror_answers_what_redis_holds)
+{
+        fls_store_t *st = mirrored();
+        fls_batch_t *b = fls_batch_new(st);
+        redisContext *rc = redisConnect("127.0.0.1", env.redis_port);
+        static const char *const fields[] = {"a", "b", "c", "s", "m"};
+        int64_t applied = -1, emitted = -1, ts = 1700000000000;
+        fls_mirror_stats_t ms;
+        char err[256];
+
+        cr_assert(rc && !rc->err);
+        srand(7);
+        for (int batch = 0; batch < 300; batch++) {
+                int ent[4], rd[4][3], lf[4], nops = 1 + rand() % 25;
+                int64_t last = applied + 1 + rand() % 5, mark = emitted;
+                char v[40];
+                fls_batch_begin(b, "t", 7, 0);
+                for (int u = 0; u < 4; u++) {
+                        char name[8];
+                        int n = snprintf(name, sizeof(name), "u:%d", u);
+                        ent[u] = fls_batch_entity(b, name, (size_t)n);
+                }
+                for (int i = 0; i < nops; i++) {
+                        int e = ent[rand() % 4], f = rand() % 5;
+                        int n = snprintf(v, sizeof(v), "v%d-%d", batch, rand() % 1000);
+                        switch (rand() % 9) {
+                        case 0:
+                        case 1:
+                                fls_batch_incr(b, e, fields[f % 3], rand() % 11 - 5);
+                                break;
+                        case 2:
+                                fls_batch_set(b, e, "s", v, (size_t)n);
+                                break;
+                        case 3:
+                                fls_batch_setmax(b, e, "m", rand() % 2000 - 1000);
+                                break;
+                        case 4:
+                        case 5:
+                                /* mostly forward, sometimes back beyond the ring */
+                                ts += rand() % 900;
+                                fls_batch_window(b, e, 0, rand() % 2,
+                                                 ts - (rand() % 8 == 0 ? 20000 : 0),
+                                                 1 + rand() % 3);
+                                break;
+                        case 6:
+                                fls_batch_push(b, e, 1, v, (size_t)n);
+                                break;
+                        case 7:
+                                if (rand() % 2)
+                                        fls_batch_defer(b, e, FLS_DEFER_SET, "s", 0, v);
+                                else
+                                        fls_batch_defer(b, e, FLS_DEFER_MAX, "m",
+                                                        rand() % 500, NULL);
+                                break;
+                        default:
+                                fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 3600, v);
+                                break;
+                        }
+                }
+                /* The mark moves on most batches; when it does not, Redis holds it
+                 * already and the deferred writes are not applied (a lost reply). */
+                if (rand() % 4)
+                        mark = applied;
+                for (int u = 0; u < 4; u++) {
+                        lf[u] = 1 + rand() % 2;
+                        rd[u][0] = fls_batch_read(b, ent[u], -1);
+                        rd[u][1] = fls_batch_read(b, ent[u], 0);
+                        rd[u][2] = fls_batch_read(b, ent[u], lf[u]);
+                }
+                fls_batch_offsets(b, applied, last, mark, ts, 0);
+                cr_assert_eq(fls_store_apply(st, &b, 1, err, sizeof(err)), 0, "%s", err);
+                cr_assert_not(fls_batch_stale(b), "batch %d", batch);
+                applied = last;
+                if (mark > emitted)
+                        emitted = mark;
+                for (int u = 0; u < 4; u++) {
+                        char key[64];
+                        snprintf(key, sizeof(key), "t:{t.7}:u:%d", u);
+                        assert_same_as_redis(rc, key, 0, fls_batch_reply(b, rd[u][0]),
+                                             batch);
+                        snprintf(key, sizeof(key), "t:{t.7}:u:%d:w", u);
+                        assert_same_as_redis(rc, key, 0, fls_batch_reply(b, rd[u][1]),
+                                             batch);
+                        snprintf(key, sizeof(key), "t:{t.7}:u:%d:%s", u,
+                                 lf[u] == 1 ? "seq" : "hist");
+                        assert_same_as_redis(rc, key, 1, fls_batch_reply(b, rd[u][2]),
+                                             batch);
+                }
+        }
+        fls_store_mirror_stats(st, &ms);
+        cr_assert_gt(ms.hits, 2000, "reads answered from memory: %lld (misses %lld)",
+                     (long long)ms.hits, (long long)ms.misses);
+        redisFree(rc);
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+/* One batch on partition p of entity x: n += 1, read back; returns n as read. */
+static int64_t bump_x(fls_store_t *st, fls_batch_t *b, int32_t p, int64_t expect,
+                      int64_t ttl_s, int *stale)
+{
+        char err[256];
+        int e, r;
+
+        fls_batch_begin(b, "t", p, 0);
+        e = fls_batch_entity(b, "x", 1);
+        fls_batch_incr(b, e, "n", 1);
+        if (ttl_s > 0)
+                fls_batch_expire(b, e, ttl_s);
+        r = fls_batch_read(b, e, -1);
+        fls_batch_offsets(b, expect, expect + 1, -1, 0, 0);
+        cr_assert_eq(fls_store_apply(st, &b, 1, err, sizeof(err)), 0, "%s", err);
+        *stale = fls_batch_stale(b);
+        return fls_hash_int(fls_batch_reply(b, r), "n", -1);
+}
+
+/* Another instance wrote the partition (its offset fence moved): the copy of that
+ * partition must go with the stale batch, or the next batch would build on it. */
+Test(store, mirror_drops_a_partition_another_writer_fenced)
+{
+        fls_store_t *st = mirrored();
+        fls_batch_t *b = fls_batch_new(st);
+        fls_mirror_stats_t m0, m1;
+        int stale;
+
+        cr_assert_eq(bump_x(st, b, 8, -1, 0, &stale), 1);
+        fls_store_mirror_stats(st, &m0);
+        cr_assert_eq(bump_x(st, b, 8, 0, 0, &stale), 2);
+        fls_store_mirror_stats(st, &m1);
+        cr_assert_eq(m1.hits, m0.hits + 1, "the second read comes from memory");
+
+        free(fls_t_redis_cli(&env, "HSET 't:{t.8}:x' n 100"));
+        free(fls_t_redis_cli(&env, "HSET 't:{t.8}:meta' offset 50"));
+        bump_x(st, b, 8, 1, 0, &stale);
+        cr_assert(stale);
+        cr_assert_eq(bump_x(st, b, 8, 50, 0, &stale), 101,
+                     "read from Redis after the fence, not from the old copy");
+        cr_assert_not(stale);
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+/* A key Redis may expire before the read would run is read from Redis. */
+Test(store, mirror_never_answers_for_a_key_about_to_expire)
+{
+        fls_store_t *st = mirrored();
+        fls_batch_t *b = fls_batch_new(st);
+        fls_mirror_stats_t m0, m1;
+        int stale;
+
+        bump_x(st, b, 9, -1, 5, &stale);
+        fls_store_mirror_stats(st, &m0);
+        cr_assert_eq(bump_x(st, b, 9, 0, 5, &stale), 2);
+        fls_store_mirror_stats(st, &m1);
+        cr_assert_eq(m1.hits, m0.hits, "a 5 s TTL is inside the grace: from Redis");
+        cr_assert_eq(bump_x(st, b, 9, 1, 3600, &stale), 3);
+        fls_store_mirror_stats(st, &m0);
+        cr_assert_eq(bump_x(st, b, 9, 2, 3600, &stale), 4);
+        fls_store_mirror_stats(st, &m1);
+        cr_assert_eq(m1.hits, m0.hits + 1, "an hour's TTL: from memory");
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+/* Redis restarted from its AOF may have lost the last second of writes: the copy
+ * goes with the connection and the next read is Redis's. */
+Test(store, mirror_goes_with_the_connection)
+{
+        fls_store_t *st = mirrored();
+        fls_batch_t *b = fls_batch_new(st);
+        fls_mirror_stats_t m;
+        char err[256];
+        int stale;
+
+        bump_x(st, b, 10, -1, 0, &stale);
+        bump_x(st, b, 10, 0, 0, &stale);
+        fls_store_mirror_stats(st, &m);
+        cr_assert_gt(m.keys, 0);
+        fls_t_redis_stop(&env, SIGKILL);
+        cr_assert_neq(fls_store_apply(st, &b, 1, err, sizeof(err)), 0);
+        fls_store_mirror_stats(st, &m);
+        cr_assert_eq(m.keys, 0, "dropped with the connection");
+        cr_assert_eq(fls_t_redis_start(&env), 0);
+        {
+                int64_t applied = -1;
+                char *v = fls_t_redis_cli(&env, "HGET 't:{t.10}:meta' offset");
+                char *n = fls_t_redis_cli(&env, "HGET 't:{t.10}:x' n");
+                int64_t before;
+                if (v && *v)
+                        applied = strtoll(v, NULL, 10);
+                before = n && *n ? strtoll(n, NULL, 10) : 0;
+                cr_assert_eq(bump_x(st, b, 10, applied, 0, &stale), before + 1);
+                cr_assert_not(stale);
+                free(v);
+                free(n);
+        }
+        fls_batch_destroy(b);
+        fls_store_destroy(st);
+}
+
+/* A partition this process gave up and got back: another instance may have written
+ * it in between, moving its offsets on as a rightful owner does, so no batch comes
+ * back stale. The runner forgets the copy on every assignment and revocation. */
+Test(store, mirror_forgets_a_partition_on_reassignment)
+{
+        fls_store_t *st = mirrored();
+        fls_batch_t *b = fls_batch_new(st);
+        int stale;
+
+        bump_x(st, b, 11, -1, 0, &stale);
+        cr_assert_eq(bump_x(st, b, 11, 0, 0, &stale), 2);
+        fls_store_forget(st, "t", 11);
+        free(fls_t_redis_cli(&env, "HSET 't:{t.11}:x' n 100"));
+        free(fls_t_redis_cli(&env, "HSET 't:{t.11}:meta' offset 50"));
+        cr_assert_eq(bump_x(st, b, 11, 50, 0, &stale), 101, "not the copy's 3");
+        cr_assert_not(stale);
+        fls_batch_destroy(b);
         fls_store_destroy(st);
 }

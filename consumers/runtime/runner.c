@@ -92,7 +92,9 @@ struct runner {
         /* metrics */
         fls_counter_t *m_in, *m_late, *m_bad[FLS_BAD__COUNT], *m_stale, *m_redis_err;
         fls_hist_t *m_batch, *m_redis, *m_claims, *m_flush;
-        fls_gauge_t *m_lag;
+        fls_gauge_t *m_lag, *m_mbytes;
+        fls_counter_t *m_mhit, *m_mmiss, *m_mdiff;
+        fls_mirror_stats_t mlast; /* mirror stats already counted */
 };
 typedef struct runner runner_t;
 
@@ -333,8 +335,10 @@ static int load_parts(runner_t *r, rd_kafka_topic_partition_list_t *parts)
 
         if (!ps || !ms)
                 goto out;
-        for (int i = 0; i < parts->cnt; i++)
+        for (int i = 0; i < parts->cnt; i++) {
                 ps[i] = parts->elems[i].partition;
+                fls_store_forget(r->store, r->topic, ps[i]);
+        }
         if (meta_retry(r, ps, (size_t)parts->cnt, ms))
                 goto out;
         for (int i = 0; i < parts->cnt; i++) {
@@ -394,6 +398,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 p->assigned = 0;
                                 posts_drop(p, p->nposts);
                         }
+                        fls_store_forget(r->store, r->topic, parts->elems[i].partition);
                         fls_log(FLS_LOG_INFO, "runner", "revoked %s [%d]", r->topic,
                                 (int)parts->elems[i].partition);
                 }
@@ -578,6 +583,18 @@ static int recv_retry(runner_t *r, fls_batch_t **bs, size_t k, size_t nb, int *r
         return apply_retry(r, bs + k, nb - k);
 }
 
+static void count_mirror(runner_t *r)
+{
+        fls_mirror_stats_t m;
+
+        fls_store_mirror_stats(r->store, &m);
+        fls_counter_add(r->m_mhit, (uint64_t)(m.hits - r->mlast.hits));
+        fls_counter_add(r->m_mmiss, (uint64_t)(m.misses - r->mlast.misses));
+        fls_counter_add(r->m_mdiff, (uint64_t)(m.diffs - r->mlast.diffs));
+        fls_gauge_set(r->m_mbytes, (double)m.bytes);
+        r->mlast = m;
+}
+
 static void process(runner_t *r, size_t n)
 {
         fls_batch_t *bs[MAX_BATCHES];
@@ -731,6 +748,7 @@ static void process(runner_t *r, size_t n)
         if (!resent)
                 fls_hist_observe(r->m_redis, waited);
         fls_hist_observe(r->m_batch, now_s() - t0);
+        count_mirror(r);
 }
 
 /* When idle, records in Redis how far outputs were flushed, so that a restart does
@@ -947,6 +965,18 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                                              "Messages behind the end of the assigned "
                                              "partitions.",
                                              lbl);
+                r->m_mhit = fls_metrics_counter(
+                    r->metrics, "flashstream_mirror_hits_total",
+                    "Reads of state answered from the consumer's copy (redis.mirror_mb).",
+                    lbl);
+                r->m_mmiss =
+                    fls_metrics_counter(r->metrics, "flashstream_mirror_misses_total",
+                                        "Reads of state sent to Redis.", lbl);
+                r->m_mdiff = fls_metrics_counter(
+                    r->metrics, "flashstream_mirror_diffs_total",
+                    "Reads whose copy differed from Redis (redis.mirror_verify).", lbl);
+                r->m_mbytes = fls_metrics_gauge(r->metrics, "flashstream_mirror_bytes",
+                                                "Memory held by the copy of state.", lbl);
         }
         if (port >= 0) {
                 if (fls_metrics_serve(r->metrics, fls_conf_str(c, "metrics.host"), port,
@@ -966,6 +996,8 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
         r->store = store_open(r, errstr, errstr_size);
         if (!r->store)
                 return -1;
+        fls_store_mirror(r->store, (size_t)fls_conf_int(c, "redis.mirror_mb") << 20,
+                         fls_conf_bool(c, "redis.mirror_verify"));
         r->gstore = store_open(r, errstr, errstr_size);
         if (!r->gstore)
                 return -1;
@@ -1143,6 +1175,18 @@ static void teardown(runner_t *r)
         for (size_t i = 0; i < r->npool; i++)
                 fls_batch_destroy(r->pool[i]);
         free(r->pool);
+        if (r->store) {
+                fls_mirror_stats_t m;
+                fls_store_mirror_stats(r->store, &m);
+                if (m.hits + m.misses > 0)
+                        fls_log(m.diffs ? FLS_LOG_ERROR : FLS_LOG_INFO, "runner",
+                                "mirror: %lld reads from memory, %lld from Redis "
+                                "(%.1f%%), %zu keys in %.1f MiB held; %lld differed "
+                                "from Redis",
+                                (long long)m.hits, (long long)m.misses,
+                                100.0 * (double)m.hits / (double)(m.hits + m.misses),
+                                m.keys, (double)m.bytes / 1048576.0, (long long)m.diffs);
+        }
         fls_store_destroy(r->store);
         fls_store_destroy(r->gstore);
         fls_codec_destroy(r->in);

@@ -46,6 +46,15 @@ const fls_conf_def_t fls_settings_conf[] = {
     {"redis.prefix", FLS_CONF_STR, "fs", 1, 0,
      "First part of every Redis key, so that several deployments can share a server.",
      "consume features"},
+    {"redis.mirror_mb", FLS_CONF_INT, "256", 0, 1048576,
+     "Memory for the consumer's copy of the state its partitions read (most of it is "
+     "read again): a key held there is answered from memory instead of by Redis. The "
+     "least recently used keys go beyond it; 0 sends every read to Redis.",
+     CONSUME},
+    {"redis.mirror_verify", FLS_CONF_BOOL, "false", 1, 0,
+     "Test mode: every read still goes to Redis and is compared with the copy; a "
+     "difference is logged as an error and counted (flashstream_mirror_diffs_total).",
+     CONSUME},
     {"redis.retry_max_ms", FLS_CONF_INT, "2000", 10, 60000,
      "Longest pause between reconnection attempts while Redis is down.", CONSUME},
     {"batch.max_messages", FLS_CONF_INT, "2000", 1, 100000,

@@ -21,6 +21,8 @@
 #include <time.h>
 
 #include "arena.h"
+#include "log.h"
+#include "mirror.h"
 
 /* The script. KEYS[1] is the partition's meta hash, the rest are entity keys.
  * ARGV: expected, last, emitted, watermark, late, read_only, nfam, per family its
@@ -49,7 +51,8 @@
  * means another instance wrote since (fencing) or Redis lost its last writes, and the
  * batch is refused as stale. A read-only batch is checked too when it says what it
  * expects (>= 0): a mark recorded over a Redis that lost writes would skip the lost
- * decisions' deferred writes for good. Returns {stale, applied offset, overwritten}.
+ * decisions' deferred writes for good. Returns {stale, applied offset, overwritten,
+ * whether the deferred writes applied} (the last two for the mirror, mirror.h).
  * The keys to read back are not read here: HGETALL and LRANGE follow the script on
  * the connection as plain commands (see send_batch). */
 static const char apply_lua[] =
@@ -179,7 +182,7 @@ static const char apply_lua[] =
     "if stale == 0 and mark >= 0 and stored < mark then\n"
     "  redis.call('HSET', meta, 'emitted', ARGV[3])\n"
     "end\n"
-    "return {stale, applied, over}\n";
+    "return {stale, applied, over, posts and 1 or 0}\n";
 
 /* A key's ops run in this order (op_cmp): EXPIRE last, after any write that may
  * create the key (EXPIRE on a missing key does nothing). */
@@ -201,12 +204,17 @@ struct op {
 };
 
 struct key {
-        size_t off, len;   /* full key name in b->text */
-        size_t eoff, elen; /* the entity part of it */
-        int fam;           /* -1: entity hash */
-        int ent;           /* entity key this key belongs to */
-        int read;          /* read index, -1 if none */
-        int written;       /* build: an op of the batch creates or changes it */
+        size_t off, len;       /* full key name in b->text */
+        size_t eoff, elen;     /* the entity part of it */
+        int fam;               /* -1: entity hash */
+        int ent;               /* entity key this key belongs to */
+        int read;              /* read index, -1 if none */
+        int written;           /* build: an op of the batch creates or changes it */
+        int64_t ttl, ttl_post; /* build: EXPIRE sent (seconds), -1 none; of the
+                                  writes, of the deferred ones */
+        fls_mentry_t *me;      /* its copy in the mirror, looked up once per send and
+                                  parse (entries go only between polls) */
+        int unplayable;        /* build: a write the mirror cannot play (see play_op) */
 };
 
 /* A piece of a batch's reply arena (reply_fns). */
@@ -254,6 +262,13 @@ struct fls_store {
         /* batches sent by fls_store_send whose replies are not read yet, in order */
         fls_batch_t **inflight;
         size_t ninflight, inflight_head, inflight_cap;
+        /* the copy of read keys (mirror.h); NULL when off */
+        fls_mirror_t *mirror;
+        int verify;
+        fls_mirror_stats_t mstats;
+        int64_t next_expire_ms;
+        /* tags of partitions whose copies are dropped at the next quiet point */
+        fls_arena_t poison;
 };
 
 struct fls_batch {
@@ -271,6 +286,10 @@ struct fls_batch {
         struct op *ops, *ops_tmp; /* ops_tmp: sort_ops's spare */
         size_t nops, ops_cap, ops_tmp_cap;
         size_t nreads;
+        char *served; /* per read: answered by the mirror, not sent */
+        size_t served_cap;
+        size_t nowed;   /* read replies owed after the script's */
+        int64_t t_send; /* monotonic ms when the script was built */
         /* reply: the script's, and one per read, built in the arena */
         redisReply *reply;
         redisReply **rreplies;
@@ -282,8 +301,6 @@ struct fls_batch {
         size_t hashes_cap;
         int *read_key; /* read index -> key index */
         size_t read_key_cap;
-        const char **ptrs;
-        size_t ptrs_cap;
         /* command */
         const char **argv;
         size_t *argvlen;
@@ -377,6 +394,8 @@ void fls_store_destroy(fls_store_t *st)
                 freeReplyObject(st->hreply);
         if (st->rc)
                 redisFree(st->rc);
+        fls_mirror_destroy(st->mirror);
+        fls_arena_free(&st->poison);
         free(st->hptrs);
         free(st->inflight);
         free(st->ttl);
@@ -399,6 +418,8 @@ static void drop(fls_store_t *st)
         for (size_t i = st->inflight_head; i < st->ninflight; i++)
                 st->inflight[i]->sent = 0;
         st->ninflight = st->inflight_head = 0;
+        fls_mirror_clear(st->mirror);
+        fls_arena_reset(&st->poison);
         if (st->rc) {
                 redisFree(st->rc);
                 st->rc = NULL;
@@ -434,6 +455,39 @@ int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size)
         st->sha[40] = '\0';
         freeReplyObject(r);
         return 0;
+}
+
+void fls_store_mirror(fls_store_t *st, size_t max_bytes, int verify)
+{
+        fls_mirror_destroy(st->mirror);
+        st->mirror = NULL;
+        fls_arena_reset(&st->poison);
+        st->verify = verify;
+        if (max_bytes > 0 && !(st->mirror = fls_mirror_new(max_bytes))) {
+                fprintf(stderr, "flashstream: out of memory\n");
+                abort();
+        }
+}
+
+void fls_store_forget(fls_store_t *st, const char *topic, int32_t partition)
+{
+        char tag[300];
+        int n;
+
+        if (!st->mirror)
+                return;
+        n = snprintf(tag, sizeof(tag), "%s:{%s.%d}:", st->prefix, topic, (int)partition);
+        if (n > 0 && (size_t)n < sizeof(tag))
+                fls_arena_add(&st->poison, tag, (size_t)n);
+        else
+                fls_mirror_clear(st->mirror); /* a tag that long: forget everything */
+}
+
+void fls_store_mirror_stats(const fls_store_t *st, fls_mirror_stats_t *out)
+{
+        *out = st->mstats;
+        out->bytes = st->mirror ? fls_mirror_bytes(st->mirror) : 0;
+        out->keys = st->mirror ? fls_mirror_count(st->mirror) : 0;
 }
 
 int fls_store_family_slots(const fls_store_t *st, int fam)
@@ -651,7 +705,7 @@ void fls_batch_destroy(fls_batch_t *b)
                 free(c);
         }
         free(b->read_key);
-        free(b->ptrs);
+        free(b->served);
         free(b->argv);
         free(b->argvlen);
         fls_arena_free(&b->num);
@@ -1189,10 +1243,19 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         size_t moff;
         int64_t now = mono_ms();
 
-        for (size_t k = 0; k < b->nkeys; k++)
+        b->t_send = now;
+        for (size_t k = 0; k < b->nkeys; k++) {
                 b->keys[k].written = 0;
+                b->keys[k].ttl = b->keys[k].ttl_post = -1;
+                b->keys[k].unplayable = 0;
+        }
         for (size_t i = 0; i < b->nops; i++) {
                 const struct op *o = &b->ops[i];
+                if (o->kind == OP_INCRF || o->kind == OP_STOCK) {
+                        b->keys[o->key].unplayable = 1;
+                        if (o->kind == OP_STOCK)
+                                b->keys[o->feat].unplayable = 1; /* the ledger */
+                }
                 if (o->kind == OP_WIN     ? o->bucket >= 0
                     : o->kind == OP_STOCK ? o->sub != FLS_STOCK_GIVE
                                           : o->kind != OP_EXPIRE)
@@ -1311,6 +1374,10 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                         STR(o->post ? "e" : "E");
                         NUM(o->key + 2);
                         NUM(o->i);
+                        if (o->post)
+                                b->keys[o->key].ttl_post = o->i;
+                        else
+                                b->keys[o->key].ttl = o->i;
                         break;
                 }
         }
@@ -1326,11 +1393,14 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                 STR("E");
                 NUM(k + 2);
                 NUM(st->fams[b->keys[k].fam].ttl_s);
+                b->keys[k].ttl = st->fams[b->keys[k].fam].ttl_s; /* runs last */
         }
 #undef REF
 #undef NUM
 #undef STR
 }
+
+static int mirror_answers(fls_store_t *st, const fls_batch_t *b, const struct key *k);
 
 static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
 {
@@ -1355,71 +1425,418 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
          * script: Redis runs them before anything else this connection sends, and the
          * partition's keys are written by no other connection (the offset fence), so
          * they see what the script left. Inside the script, each hash went from
-         * reply to Lua table and back: about 40% of the script's time. */
+         * reply to Lua table and back: about 40% of the script's time. A key the
+         * mirror holds is not read; one it will hold comes with its PTTL. */
+        b->served = fls_grow(b->served, &b->served_cap, b->nreads + 1, 1);
+        b->nowed = 0;
+        for (size_t k = 0; k < b->nkeys; k++)
+                b->keys[k].me =
+                    b->st->mirror
+                        ? fls_mirror_find(b->st->mirror, b->text.buf + b->keys[k].off,
+                                          b->keys[k].len)
+                        : NULL;
         for (size_t r = 0; r < b->nreads; r++) {
                 const struct key *k = &b->keys[b->read_key[r]];
-                int rc = is_list(b->st, k->fam)
-                             ? redisAppendCommand(b->st->rc, "LRANGE %b 0 -1",
-                                                  b->text.buf + k->off, k->len)
-                             : redisAppendCommand(b->st->rc, "HGETALL %b",
-                                                  b->text.buf + k->off, k->len);
+                fls_store_t *st = b->st;
+                int rc;
+                b->served[r] = mirror_answers(st, b, k);
+                if (b->served[r]) {
+                        st->mstats.hits++;
+                        continue;
+                }
+                rc = is_list(st, k->fam)
+                         ? redisAppendCommand(st->rc, "LRANGE %b 0 -1",
+                                              b->text.buf + k->off, k->len)
+                         : redisAppendCommand(st->rc, "HGETALL %b", b->text.buf + k->off,
+                                              k->len);
+                if (rc == REDIS_OK && st->mirror) {
+                        rc = redisAppendCommand(st->rc, "PTTL %b", b->text.buf + k->off,
+                                                k->len);
+                        b->nowed++;
+                        st->mstats.misses++;
+                }
                 if (rc != REDIS_OK)
                         return REDIS_ERR;
+                b->nowed++;
         }
         return REDIS_OK;
 }
 
+/* ---- the mirror (mirror.h): reads answered from memory ------------------------
+ * A copy is served only if Redis cannot have expired the key before the read would
+ * have run: entries expiring within MIRROR_GRACE_MS go, and a poll's replies are
+ * owed for at most redis.timeout_ms (beyond that the connection, and the copy, is
+ * dropped). */
+#define MIRROR_GRACE_MS 30000
+
+static int poisoned(const fls_store_t *st, const fls_batch_t *b)
+{
+        for (size_t off = 0; off < st->poison.len;) {
+                const char *t = st->poison.buf + off;
+                size_t len = strlen(t);
+                if (len == b->taglen && memcmp(t, b->tag, len) == 0)
+                        return 1;
+                off += len + 1;
+        }
+        return 0;
+}
+
+static fls_mentry_t *entry_of(const fls_batch_t *b, int key)
+{
+        return b->keys[key].me;
+}
+
+static int mirror_answers(fls_store_t *st, const fls_batch_t *b, const struct key *k)
+{
+        fls_mentry_t *e;
+
+        if (!st->mirror || st->verify || poisoned(st, b))
+                return 0;
+        e = k->me;
+        if (!e || k->unplayable || fls_mentry_broken(e) ||
+            fls_mentry_is_list(e) != is_list(st, k->fam) ||
+            fls_mentry_expiry(e) <= b->t_send + MIRROR_GRACE_MS)
+                return 0;
+        fls_mirror_touch(st->mirror, e);
+        return 1;
+}
+
+/* Between polls: what a stale batch, time and the budget say must go. */
+static void mirror_tend(fls_store_t *st)
+{
+        int64_t now;
+
+        if (!st->mirror)
+                return;
+        for (size_t off = 0; off < st->poison.len;) {
+                const char *t = st->poison.buf + off;
+                size_t len = strlen(t);
+                fls_mirror_drop_prefix(st->mirror, t, len);
+                off += len + 1;
+        }
+        fls_arena_reset(&st->poison);
+        now = mono_ms();
+        if (now >= st->next_expire_ms) {
+                fls_mirror_expire(st->mirror, now + MIRROR_GRACE_MS);
+                st->next_expire_ms = now + 1000;
+        }
+        fls_mirror_trim(st->mirror);
+}
+
+static size_t i64_text(char tmp[24], int64_t v, const char **p)
+{
+        char *q = tmp + 24;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+        do
+                *--q = (char)('0' + u % 10);
+        while ((u /= 10) != 0);
+        if (v < 0)
+                *--q = '-';
+        *p = q;
+        return (size_t)(tmp + 24 - q);
+}
+
+/* "<name>@<slot>", or "#<slot>" with name NULL: a ring's field names. */
+static const char *ring_field(char *buf, size_t size, const char *name, int64_t slot)
+{
+        char tmp[24];
+        const char *d;
+        size_t n = name ? strlen(name) : 0, dl = i64_text(tmp, slot, &d);
+
+        if (n + dl + 2 > size)
+                return NULL;
+        if (name) {
+                memcpy(buf, name, n);
+                buf[n++] = '@';
+        } else {
+                buf[n++] = '#';
+        }
+        memcpy(buf + n, d, dl);
+        buf[n + dl] = '\0';
+        return buf;
+}
+
+/* Lua compares numbers as doubles: exact for integers below 2^53 only. */
+#define EXACT_IN_DOUBLE(v) ((v) > -(INT64_C(1) << 53) && (v) < (INT64_C(1) << 53))
+
+/* Plays one op into the key's copy as the script plays it in Redis; -1 where that
+ * cannot be done exactly (the copy is then marked broken). */
+static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o)
+{
+        fls_mirror_t *m = b->st->mirror;
+        char tmp[24], f[160], h[32];
+        const char *t, *cur;
+        int64_t c;
+
+        switch (o->kind) {
+        case OP_WIN: {
+                const struct famx *fx = &b->st->fams[o->fam];
+                int64_t slot = o->bucket % fx->slots;
+                if (o->bucket < 0)
+                        return 0; /* not sent */
+                if (!ring_field(h, sizeof(h), NULL, slot))
+                        return -1;
+                cur = fls_mentry_hget(e, h);
+                c = -1;
+                if (cur && (fls_mirror_parse_int(cur, strlen(cur), &c) < 0 ||
+                            !EXACT_IN_DOUBLE(c)))
+                        return -1;
+                if (c < o->bucket) {
+                        for (int k = 0; k < fx->nfeat; k++) {
+                                if (!ring_field(f, sizeof(f), fx->f.features[k], slot))
+                                        return -1;
+                                fls_mentry_hdel(m, e, f);
+                        }
+                        size_t n = i64_text(tmp, o->bucket, &t);
+                        fls_mentry_hset(m, e, h, t, n);
+                        c = o->bucket;
+                }
+                if (c != o->bucket)
+                        return 0; /* older than the slot: the script counts it over */
+                if (!ring_field(f, sizeof(f), fx->f.features[o->feat], slot))
+                        return -1;
+                return fls_mentry_hincr(m, e, f, o->i);
+        }
+        case OP_INCR:
+                return fls_mentry_hincr(m, e, o->field, o->i);
+        case OP_SET:
+                fls_mentry_hset(m, e, o->field, b->text.buf + o->sval, o->slen);
+                return 0;
+        case OP_MAX:
+                cur = fls_mentry_hget(e, o->field);
+                if (cur && (fls_mirror_parse_int(cur, strlen(cur), &c) < 0 ||
+                            !EXACT_IN_DOUBLE(c) || !EXACT_IN_DOUBLE(o->i)))
+                        return -1;
+                if (!cur || c < o->i) {
+                        size_t n = i64_text(tmp, o->i, &t);
+                        fls_mentry_hset(m, e, o->field, t, n);
+                }
+                return 0;
+        case OP_PUSH:
+                fls_mentry_rpush(m, e, b->text.buf + o->sval, o->slen);
+                fls_mentry_keep_last(m, e, (size_t)b->st->fams[o->fam].f.window_ms);
+                return 0;
+        case OP_STOCK: {
+                fls_mentry_t *ledger = entry_of(b, o->feat);
+                if (ledger)
+                        fls_mentry_break(ledger);
+                return -1;
+        }
+        case OP_EXPIRE:
+                return 0; /* the key's expiry: see mirror_play */
+        default:          /* OP_INCRF: Redis's float formatting is not reproduced here */
+                return -1;
+        }
+}
+
+/* After a script that applied (not stale): its writes, into the copies. */
+static void mirror_play(fls_batch_t *b, int posts)
+{
+        fls_mentry_t *e = NULL;
+        int cur = -1;
+
+        for (size_t i = 0; i < b->nops; i++) {
+                const struct op *o = &b->ops[i];
+                if (!(o->post ? posts : !b->read_only))
+                        continue;
+                if (o->key != cur) {
+                        cur = o->key;
+                        e = entry_of(b, o->key);
+                }
+                if (e && !fls_mentry_broken(e) && play_op(b, e, o) < 0)
+                        fls_mentry_break(e);
+        }
+        for (size_t k = 0; k < b->nkeys; k++) {
+                const struct key *kk = &b->keys[k];
+                int64_t ttl = -1;
+                if (kk->ttl_post >= 0 && posts)
+                        ttl = kk->ttl_post;
+                if (kk->ttl >= 0 && !b->read_only)
+                        ttl = kk->ttl; /* runs after the deferred ones */
+                if (ttl < 0 || !(e = entry_of(b, (int)k)))
+                        continue;
+                if (ttl == 0)
+                        fls_mentry_break(e); /* EXPIRE 0 deletes the key */
+                else
+                        fls_mentry_set_expiry(e, b->t_send + ttl * 1000);
+        }
+}
+
+/* verify: does the copy hold what Redis answered? */
+static int mirror_same(fls_batch_t *b, const fls_mentry_t *e, const redisReply *h,
+                       int list)
+{
+        size_t n, len = fls_mentry_size(e, &n);
+        char *copy;
+        const char **strs;
+
+        if (n != h->elements)
+                return 0;
+        if (list) {
+                copy = arena_alloc(b, len + 1);
+                strs = arena_alloc(b, n * sizeof(*strs) + 1);
+                if (!copy || !strs)
+                        return 0;
+                fls_mentry_copy(e, copy, strs);
+                for (size_t i = 0; i < n; i++)
+                        if (strcmp(strs[i], h->element[i]->str) != 0)
+                                return 0;
+                return 1;
+        }
+        for (size_t i = 0; i + 1 < n; i += 2) {
+                const char *v = fls_mentry_hget(e, h->element[i]->str);
+                if (!v || strcmp(v, h->element[i + 1]->str) != 0)
+                        return 0;
+        }
+        return 1;
+}
+
+/* A read Redis answered: checked against the copy (verify), then copied. */
+static void mirror_keep(fls_batch_t *b, struct key *k, const redisReply *h,
+                        const redisReply *pttl)
+{
+        fls_store_t *st = b->st;
+        int list = is_list(st, k->fam);
+        fls_mentry_t *e = k->me;
+        const char **strs;
+        size_t *lens;
+
+        if (st->verify && e && !fls_mentry_broken(e) && !mirror_same(b, e, h, list)) {
+                if (st->mstats.diffs++ < 10)
+                        fls_log(FLS_LOG_ERROR, "store",
+                                "mirror: %s differs from what Redis holds",
+                                k->off + b->text.buf);
+        }
+        strs = arena_alloc(b, h->elements * sizeof(*strs) + 1);
+        lens = arena_alloc(b, h->elements * sizeof(*lens) + 1);
+        if (!strs || !lens) {
+                if (e)
+                        fls_mentry_break(e);
+                return;
+        }
+        for (size_t i = 0; i < h->elements; i++) {
+                strs[i] = h->element[i]->str;
+                lens[i] = h->element[i]->len;
+        }
+        k->me = fls_mirror_put(
+            st->mirror, b->text.buf + k->off, k->len, list, strs, lens, h->elements,
+            pttl->integer >= 0 ? b->t_send + pttl->integer : FLS_MIRROR_NEVER);
+}
+
+/* The strings of read i: Redis's reply, or a copy of the mirror's entry made in
+ * the batch's arena (the entry changes with the next batch; the reply may not). */
+static int read_strings(fls_batch_t *b, size_t i, size_t *j, const char ***strs,
+                        size_t *n, char *errstr, size_t errstr_size)
+{
+        fls_store_t *st = b->st;
+        struct key *k = &b->keys[b->read_key[i]];
+        size_t per = st->mirror ? 2 : 1;
+
+        if (!b->served[i]) {
+                redisReply *h = b->rreplies[*j * per];
+                if (h->type != REDIS_REPLY_ARRAY ||
+                    (per == 2 &&
+                     b->rreplies[*j * per + 1]->type != REDIS_REPLY_INTEGER)) {
+                        snprintf(errstr, errstr_size, "redis: read back: %s",
+                                 h->type == REDIS_REPLY_ERROR ? h->str : "not an array");
+                        return -1;
+                }
+                if (per == 2 && !b->stale)
+                        mirror_keep(b, k, h, b->rreplies[*j * per + 1]);
+                (*j)++;
+                *n = h->elements;
+                *strs = arena_alloc(b, *n * sizeof(**strs) + 1);
+                if (!*strs)
+                        goto oom;
+                for (size_t e = 0; e < *n; e++)
+                        (*strs)[e] = h->element[e]->str;
+                return 0;
+        }
+        if (b->stale) {
+                *n = 0; /* nobody reads a stale batch */
+                return 0;
+        }
+        {
+                fls_mentry_t *e = entry_of(b, b->read_key[i]);
+                size_t len;
+                char *copy;
+                if (!e || fls_mentry_broken(e) || poisoned(st, b)) {
+                        snprintf(errstr, errstr_size,
+                                 "redis: the mirror lost %s, which it answered for",
+                                 b->text.buf + k->off);
+                        return -1;
+                }
+                len = fls_mentry_size(e, n);
+                copy = arena_alloc(b, len + 1);
+                *strs = arena_alloc(b, *n * sizeof(**strs) + 1);
+                if (!copy || !*strs)
+                        goto oom;
+                fls_mentry_copy(e, copy, *strs);
+                return 0;
+        }
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
 static int parse_reply(fls_batch_t *b, redisReply *r, char *errstr, size_t errstr_size)
 {
-        size_t total = 0;
+        size_t j = 0;
 
         if (r->type == REDIS_REPLY_ERROR) {
                 snprintf(errstr, errstr_size, "redis: script: %s", r->str);
                 return -1;
         }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
                 snprintf(errstr, errstr_size, "redis: unexpected script reply");
                 return -1;
         }
         b->reply = r;
         b->stale = r->element[0]->integer != 0;
-        if (b->stale)
+        if (b->stale) {
                 ttl_forget(b->st);
+                if (b->st->mirror && !poisoned(b->st, b))
+                        fls_arena_add(&b->st->poison, b->tag, b->taglen);
+        } else if (b->st->mirror) {
+                /* A batch of the same partition parsed since the send may have
+                 * copied a key this one had no copy of. */
+                for (size_t k = 0; k < b->nkeys; k++)
+                        if (!b->keys[k].me)
+                                b->keys[k].me = fls_mirror_find(
+                                    b->st->mirror, b->text.buf + b->keys[k].off,
+                                    b->keys[k].len);
+                mirror_play(b, r->element[3]->integer != 0);
+        }
         b->hashes =
             fls_grow(b->hashes, &b->hashes_cap, b->nreads + 1, sizeof(*b->hashes));
         for (size_t i = 0; i < b->nreads; i++) {
-                if (b->rreplies[i]->type != REDIS_REPLY_ARRAY) {
-                        snprintf(errstr, errstr_size, "redis: read back: %s",
-                                 b->rreplies[i]->type == REDIS_REPLY_ERROR
-                                     ? b->rreplies[i]->str
-                                     : "not an array");
-                        return -1;
-                }
-                total += b->rreplies[i]->elements;
-        }
-        b->ptrs = fls_grow(b->ptrs, &b->ptrs_cap, total + 1, sizeof(*b->ptrs));
-        total = 0;
-        for (size_t i = 0; i < b->nreads; i++) {
-                redisReply *h = b->rreplies[i];
-                size_t n = h->elements / 2;
                 fls_hash_t *hv = &b->hashes[i];
+                const char **strs = NULL;
+                size_t n = 0;
+                if (read_strings(b, i, &j, &strs, &n, errstr, errstr_size))
+                        return -1;
                 if (is_list(b->st, b->keys[b->read_key[i]].fam)) {
                         /* A list: its items are the fields, values alias them. */
-                        for (size_t k = 0; k < h->elements; k++)
-                                b->ptrs[total + k] = h->element[k]->str;
-                        hv->n = h->elements;
-                        hv->fields = hv->values = b->ptrs + total;
-                        total += h->elements;
+                        hv->n = n;
+                        hv->fields = hv->values = strs;
                         continue;
                 }
-                for (size_t k = 0; k < n; k++) {
-                        b->ptrs[total + k] = h->element[2 * k]->str;
-                        b->ptrs[total + n + k] = h->element[2 * k + 1]->str;
+                /* A hash: fields then values, each in a run of its own. */
+                {
+                        const char **sep = arena_alloc(b, n * sizeof(*sep) + 1);
+                        if (!sep) {
+                                snprintf(errstr, errstr_size, "out of memory");
+                                return -1;
+                        }
+                        for (size_t k = 0; k < n / 2; k++) {
+                                sep[k] = strs[2 * k];
+                                sep[n / 2 + k] = strs[2 * k + 1];
+                        }
+                        hv->n = n / 2;
+                        hv->fields = sep;
+                        hv->values = sep + n / 2;
                 }
-                hv->n = n;
-                hv->fields = b->ptrs + total;
-                hv->values = b->ptrs + total + n;
-                total += 2 * n;
         }
         return 0;
 }
@@ -1458,8 +1875,8 @@ static int read_one(fls_store_t *st, char *errstr, size_t errstr_size)
                 return -1;
         }
         b->rreplies =
-            fls_grow(b->rreplies, &b->rreplies_cap, b->nreads + 1, sizeof(*b->rreplies));
-        while (b->nrreplies < b->nreads) {
+            fls_grow(b->rreplies, &b->rreplies_cap, b->nowed + 1, sizeof(*b->rreplies));
+        while (b->nrreplies < b->nowed) {
                 redisReply *h = NULL;
                 if (redisGetReply(st->rc, (void **)&h) != REDIS_OK || !h) {
                         snprintf(errstr, errstr_size, "redis: %s", st->rc->errstr);
@@ -1496,6 +1913,7 @@ int fls_store_apply(fls_store_t *st, fls_batch_t **bs, size_t n, char *errstr,
 {
         if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
+        mirror_tend(st);
         for (size_t i = 0; i < n; i++)
                 if (append(st, bs[i], errstr, errstr_size))
                         return -1;
@@ -1506,8 +1924,11 @@ int fls_store_send(fls_store_t *st, fls_batch_t *b, char *errstr, size_t errstr_
 {
         int done = 0;
 
-        if (fls_store_connect(st, errstr, errstr_size) ||
-            append(st, b, errstr, errstr_size))
+        if (fls_store_connect(st, errstr, errstr_size))
+                return -1;
+        if (st->inflight_head == st->ninflight)
+                mirror_tend(st); /* no reply owed: no copy is in use */
+        if (append(st, b, errstr, errstr_size))
                 return -1;
         /* Written now rather than at the first read, so that Redis runs the script
          * while the caller prepares the next batch. Redis reads as it runs, so this

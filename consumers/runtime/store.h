@@ -2,8 +2,9 @@
  * store: the Redis side of a consumer. Feature updates of one input partition are
  * queued per micro-batch and applied in one Lua script call, atomically with that
  * partition's offsets; the hashes a consumer asked to read back are read by plain
- * commands pipelined right behind the script, so they see what it left. The stage
- * between Avro decode and the models.
+ * commands pipelined right behind the script, so they see what it left, or, for keys
+ * read before, answered from the consumer's copy of them (mirror.h, fls_store_mirror).
+ * The stage between Avro decode and the models.
  *
  * Key layout (all keys of input partition P of topic T share the hash tag {T.P}, so a
  * batch is one script on one Redis Cluster slot):
@@ -61,6 +62,29 @@ void fls_store_destroy(fls_store_t *st);
 
 /* (Re)connects and loads the script if the store has no live connection. */
 int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size);
+/* Keeps a copy of the keys that batches read (mirror.h), so that a key read again
+ * is answered from memory instead of by Redis: most reads of a consumer are of keys
+ * it read before. Every write a batch makes to a copied key is played into the copy
+ * as the script plays it in Redis; a key whose write cannot be played exactly (a
+ * float increment, a stock op) is read from Redis again. The copy is dropped with
+ * the connection (Redis may have restarted and lost writes) and a partition's with
+ * a stale batch (another instance wrote); keys go before Redis could expire them,
+ * and the least recently used beyond max_bytes. Needs what the offset fence needs
+ * already: no other writer of a partition's keys, and no eviction by Redis
+ * (maxmemory-policy noeviction). max_bytes 0 turns it off (the default). verify:
+ * reads still go to Redis and each is compared with the copy (a test mode). */
+void fls_store_mirror(fls_store_t *st, size_t max_bytes, int verify);
+/* Forgets the copy of a partition's keys: call when this process starts or stops
+ * owning the partition, since another instance may write them in between. */
+void fls_store_forget(fls_store_t *st, const char *topic, int32_t partition);
+typedef struct fls_mirror_stats {
+        int64_t hits;   /* reads answered from memory */
+        int64_t misses; /* reads sent to Redis */
+        int64_t diffs;  /* verify: reads that differed from the copy */
+        size_t bytes, keys;
+} fls_mirror_stats_t;
+void fls_store_mirror_stats(const fls_store_t *st, fls_mirror_stats_t *out);
+
 /* Reads the meta of several partitions in one round trip. */
 int fls_store_meta(fls_store_t *st, const char *topic, const int32_t *partitions,
                    size_t n, fls_meta_t *out, char *errstr, size_t errstr_size);
