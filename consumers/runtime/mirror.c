@@ -303,6 +303,8 @@ size_t fls_mentry_size(const fls_mentry_t *e, size_t *n)
 
 void fls_mentry_copy(const fls_mentry_t *e, char *dst, const char **strs)
 {
+        if (e->len == 0)
+                return; /* an empty key: no buffer yet */
         memcpy(dst, e->buf, e->len);
         for (size_t i = 0, off = 0; i < e->n; i++) {
                 uint32_t l;
