@@ -752,96 +752,156 @@ static void assert_same_as_redis(redisContext *rc, const char *key, int list,
         freeReplyObject(r);
 }
 
-/* Random writes of every kind, deferred ones with marks that do and do not apply,
- * old and new ring buckets; after every batch, every read the store answers (from
- * its copy, after the first) equals what Redis holds. */
-Test(store, mirror_answers_what_redis_holds)
+/* Do keys a and b hold the same in Redis (hash fields in any order, list items in
+ * order)? */
+static void assert_redis_same(redisContext *rc, const char *a, const char *b, int list,
+                              int batch)
 {
-        fls_store_t *st = mirrored();
-        fls_batch_t *b = fls_batch_new(st);
+        redisReply *ra = redisCommand(rc, list ? "LRANGE %s 0 -1" : "HGETALL %s", a);
+        redisReply *rb = redisCommand(rc, list ? "LRANGE %s 0 -1" : "HGETALL %s", b);
+
+        cr_assert(ra && rb && ra->type == REDIS_REPLY_ARRAY &&
+                  rb->type == REDIS_REPLY_ARRAY);
+        cr_assert_eq(ra->elements, rb->elements, "batch %d: %s has %zu, %s %zu", batch, a,
+                     ra->elements, b, rb->elements);
+        for (size_t i = 0; i < ra->elements; i += list ? 1 : 2) {
+                size_t j = i;
+                if (!list)
+                        for (j = 0; j < rb->elements &&
+                                    strcmp(rb->element[j]->str, ra->element[i]->str) != 0;
+                             j += 2)
+                                ;
+                cr_assert_lt(j, rb->elements, "batch %d: %s.%s missing in %s", batch, a,
+                             ra->element[i]->str, b);
+                cr_assert_str_eq(ra->element[i + !list]->str, rb->element[j + !list]->str,
+                                 "batch %d: %s and %s differ at %s", batch, a, b,
+                                 ra->element[i]->str);
+        }
+        freeReplyObject(ra);
+        freeReplyObject(rb);
+}
+
+/* One random batch for the mirror test: writes of every kind to u:0..u:3, deferred
+ * ones with a mark that does or does not apply, reads of every key. The same seed
+ * gives the same batch on any partition. */
+struct rnd_batch {
+        int ent[4], rd[4][3], lf[4];
+        int64_t last, mark;
+};
+static void random_batch(fls_batch_t *b, int32_t p, unsigned seed, int64_t applied,
+                         int64_t emitted, int64_t *ts, struct rnd_batch *r)
+{
+        static const char *const fields[] = {"a", "b", "c"};
+        int nops;
+        char v[40];
+
+        srand(seed);
+        nops = 1 + rand() % 25;
+        r->last = applied + 1 + rand() % 5;
+        r->mark = emitted;
+        fls_batch_begin(b, "t", p, 0);
+        for (int u = 0; u < 4; u++) {
+                char name[8];
+                int n = snprintf(name, sizeof(name), "u:%d", u);
+                r->ent[u] = fls_batch_entity(b, name, (size_t)n);
+        }
+        for (int i = 0; i < nops; i++) {
+                int e = r->ent[rand() % 4];
+                int n = snprintf(v, sizeof(v), "v%u-%d", seed, rand() % 1000);
+                switch (rand() % 9) {
+                case 0:
+                case 1:
+                        fls_batch_incr(b, e, fields[rand() % 3], rand() % 11 - 5);
+                        break;
+                case 2:
+                        fls_batch_set(b, e, "s", v, (size_t)n);
+                        break;
+                case 3:
+                        fls_batch_setmax(b, e, "m", rand() % 2000 - 1000);
+                        break;
+                case 4:
+                case 5:
+                        /* mostly forward, sometimes back beyond the ring */
+                        *ts += rand() % 900;
+                        fls_batch_window(b, e, 0, rand() % 2,
+                                         *ts - (rand() % 8 == 0 ? 20000 : 0),
+                                         1 + rand() % 3);
+                        break;
+                case 6:
+                        fls_batch_push(b, e, 1, v, (size_t)n);
+                        break;
+                case 7:
+                        if (rand() % 2)
+                                fls_batch_defer(b, e, FLS_DEFER_SET, "s", 0, v);
+                        else
+                                fls_batch_defer(b, e, FLS_DEFER_MAX, "m", rand() % 500,
+                                                NULL);
+                        break;
+                default:
+                        fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 3600, v);
+                        break;
+                }
+        }
+        /* The mark moves on most batches; when it does not, Redis holds it already
+         * and the deferred writes are not applied (as after a lost reply). */
+        if (rand() % 4)
+                r->mark = applied;
+        for (int u = 0; u < 4; u++) {
+                r->lf[u] = 1 + rand() % 2;
+                r->rd[u][0] = fls_batch_read(b, r->ent[u], -1);
+                r->rd[u][1] = fls_batch_read(b, r->ent[u], 0);
+                r->rd[u][2] = fls_batch_read(b, r->ent[u], r->lf[u]);
+        }
+        fls_batch_offsets(b, applied, r->last, r->mark, *ts, 0);
+}
+
+/* The same random batches go to partition 7 through a store with the copy (reads
+ * answered from it, writes sent as their result) and to partition 17 through one
+ * without. After every batch: each read the first store answers equals what Redis
+ * holds, and every key of partition 7 equals its twin of partition 17. */
+Test(store, mirror_answers_and_writes_what_redis_would_hold)
+{
+        fls_store_t *st = mirrored(), *plain = store();
+        fls_batch_t *b = fls_batch_new(st), *bp = fls_batch_new(plain);
         redisContext *rc = redisConnect("127.0.0.1", env.redis_port);
-        static const char *const fields[] = {"a", "b", "c", "s", "m"};
         int64_t applied = -1, emitted = -1, ts = 1700000000000;
         fls_mirror_stats_t ms;
         char err[256];
 
+        if (getenv("FLS_T_MIRROR"))
+                fls_store_mirror(plain, 0, 0);
         cr_assert(rc && !rc->err);
-        srand(7);
         for (int batch = 0; batch < 300; batch++) {
-                int ent[4], rd[4][3], lf[4], nops = 1 + rand() % 25;
-                int64_t last = applied + 1 + rand() % 5, mark = emitted;
-                char v[40];
-                fls_batch_begin(b, "t", 7, 0);
-                for (int u = 0; u < 4; u++) {
-                        char name[8];
-                        int n = snprintf(name, sizeof(name), "u:%d", u);
-                        ent[u] = fls_batch_entity(b, name, (size_t)n);
-                }
-                for (int i = 0; i < nops; i++) {
-                        int e = ent[rand() % 4], f = rand() % 5;
-                        int n = snprintf(v, sizeof(v), "v%d-%d", batch, rand() % 1000);
-                        switch (rand() % 9) {
-                        case 0:
-                        case 1:
-                                fls_batch_incr(b, e, fields[f % 3], rand() % 11 - 5);
-                                break;
-                        case 2:
-                                fls_batch_set(b, e, "s", v, (size_t)n);
-                                break;
-                        case 3:
-                                fls_batch_setmax(b, e, "m", rand() % 2000 - 1000);
-                                break;
-                        case 4:
-                        case 5:
-                                /* mostly forward, sometimes back beyond the ring */
-                                ts += rand() % 900;
-                                fls_batch_window(b, e, 0, rand() % 2,
-                                                 ts - (rand() % 8 == 0 ? 20000 : 0),
-                                                 1 + rand() % 3);
-                                break;
-                        case 6:
-                                fls_batch_push(b, e, 1, v, (size_t)n);
-                                break;
-                        case 7:
-                                if (rand() % 2)
-                                        fls_batch_defer(b, e, FLS_DEFER_SET, "s", 0, v);
-                                else
-                                        fls_batch_defer(b, e, FLS_DEFER_MAX, "m",
-                                                        rand() % 500, NULL);
-                                break;
-                        default:
-                                fls_batch_defer(b, e, FLS_DEFER_PUSH, "hist", 3600, v);
-                                break;
-                        }
-                }
-                /* The mark moves on most batches; when it does not, Redis holds it
-                 * already and the deferred writes are not applied (a lost reply). */
-                if (rand() % 4)
-                        mark = applied;
-                for (int u = 0; u < 4; u++) {
-                        lf[u] = 1 + rand() % 2;
-                        rd[u][0] = fls_batch_read(b, ent[u], -1);
-                        rd[u][1] = fls_batch_read(b, ent[u], 0);
-                        rd[u][2] = fls_batch_read(b, ent[u], lf[u]);
-                }
-                fls_batch_offsets(b, applied, last, mark, ts, 0);
+                struct rnd_batch r, rp;
+                int64_t ts0 = ts;
+                random_batch(bp, 17, 1000u + (unsigned)batch, applied, emitted, &ts, &rp);
+                cr_assert_eq(fls_store_apply(plain, &bp, 1, err, sizeof(err)), 0, "%s",
+                             err);
+                ts = ts0;
+                random_batch(b, 7, 1000u + (unsigned)batch, applied, emitted, &ts, &r);
                 cr_assert_eq(fls_store_apply(st, &b, 1, err, sizeof(err)), 0, "%s", err);
                 cr_assert_not(fls_batch_stale(b), "batch %d", batch);
-                applied = last;
-                if (mark > emitted)
-                        emitted = mark;
+                cr_assert_not(fls_batch_stale(bp), "batch %d", batch);
+                applied = r.last;
+                if (r.mark > emitted)
+                        emitted = r.mark;
                 for (int u = 0; u < 4; u++) {
-                        char key[64];
-                        snprintf(key, sizeof(key), "t:{t.7}:u:%d", u);
-                        assert_same_as_redis(rc, key, 0, fls_batch_reply(b, rd[u][0]),
-                                             batch);
-                        snprintf(key, sizeof(key), "t:{t.7}:u:%d:w", u);
-                        assert_same_as_redis(rc, key, 0, fls_batch_reply(b, rd[u][1]),
-                                             batch);
-                        snprintf(key, sizeof(key), "t:{t.7}:u:%d:%s", u,
-                                 lf[u] == 1 ? "seq" : "hist");
-                        assert_same_as_redis(rc, key, 1, fls_batch_reply(b, rd[u][2]),
-                                             batch);
+                        static const char *const sfx[] = {"", ":w", ":seq", ":hist"};
+                        char key[64], twin[64];
+                        for (int k = 0; k < 4; k++) {
+                                snprintf(key, sizeof(key), "t:{t.7}:u:%d%s", u, sfx[k]);
+                                snprintf(twin, sizeof(twin), "t:{t.17}:u:%d%s", u,
+                                         sfx[k]);
+                                assert_redis_same(rc, key, twin, k >= 2, batch);
+                                if (k == 0 || k == 1)
+                                        assert_same_as_redis(
+                                            rc, key, 0, fls_batch_reply(b, r.rd[u][k]),
+                                            batch);
+                                else if (k == r.lf[u] + 1)
+                                        assert_same_as_redis(
+                                            rc, key, 1, fls_batch_reply(b, r.rd[u][2]),
+                                            batch);
+                        }
                 }
         }
         fls_store_mirror_stats(st, &ms);
@@ -849,7 +909,9 @@ Test(store, mirror_answers_what_redis_holds)
                      (long long)ms.hits, (long long)ms.misses);
         redisFree(rc);
         fls_batch_destroy(b);
+        fls_batch_destroy(bp);
         fls_store_destroy(st);
+        fls_store_destroy(plain);
 }
 
 /* One batch on partition p of entity x: n += 1, read back; returns n as read. */

@@ -34,6 +34,9 @@
  *   M key n field value...             HSET each field whose stored number is less
  *                                      than value (or absent): one HMGET, one HSET
  *   E key ttl                          EXPIRE
+ *   H key n field value...             HSET: the result of a key's writes, worked
+ *                                      out on the consumer's copy (mirror.h)
+ *   X key n field...                   HDEL: the same, fields the writes removed
  *   L key cap n value...               RPUSH n values to a list, keep the last cap
  *   K key add|take|give field ledger-key ref amount overflow ttl
  *                                      stock-like counter that never goes negative:
@@ -133,6 +136,15 @@ static const char apply_lua[] =
     "      if #set > 0 then redis.call('HSET', key, unpack(set)) end\n"
     "    end\n"
     "    i = i + 3 + 2 * cnt\n"
+    "  elseif op == 'H' then\n"
+    "    local cnt = tonumber(ARGV[i + 2])\n"
+    "    if write then redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * cnt)) "
+    "end\n"
+    "    i = i + 3 + 2 * cnt\n"
+    "  elseif op == 'X' then\n"
+    "    local cnt = tonumber(ARGV[i + 2])\n"
+    "    if write then redis.call('HDEL', key, unpack(ARGV, i + 3, i + 2 + cnt)) end\n"
+    "    i = i + 3 + cnt\n"
     "  elseif op == 'E' then\n"
     "    if write then redis.call('EXPIRE', key, ARGV[i + 2]) end\n"
     "    i = i + 3\n"
@@ -184,6 +196,9 @@ static const char apply_lua[] =
     "end\n"
     "return {stale, applied, over, posts and 1 or 0}\n";
 
+/* Fields per H or X op: Lua's unpack needs stack for each. */
+#define RESULT_CHUNK 400
+
 /* A key's ops run in this order (op_cmp): EXPIRE last, after any write that may
  * create the key (EXPIRE on a missing key does nothing). */
 enum { OP_WIN, OP_INCR, OP_INCRF, OP_SET, OP_MAX, OP_PUSH, OP_STOCK, OP_EXPIRE };
@@ -215,6 +230,8 @@ struct key {
         fls_mentry_t *me;      /* its copy in the mirror, looked up once per send and
                                   parse (entries go only between polls) */
         int unplayable;        /* build: a write the mirror cannot play (see play_op) */
+        int has_post;          /* build: a deferred write goes to it */
+        int result;            /* build: its writes go as their result (H, X ops) */
 };
 
 /* A piece of a batch's reply arena (reply_fns). */
@@ -288,7 +305,10 @@ struct fls_batch {
         size_t nreads;
         char *served; /* per read: answered by the mirror, not sent */
         size_t served_cap;
-        size_t nowed;   /* read replies owed after the script's */
+        size_t nowed;  /* read replies owed after the script's */
+        size_t *touch; /* fields a key's writes touched (offsets in text) */
+        size_t ntouch, touch_cap;
+        int tracking;   /* play_op records into touch */
         int64_t t_send; /* monotonic ms when the script was built */
         /* reply: the script's, and one per read, built in the arena */
         redisReply *reply;
@@ -706,6 +726,7 @@ void fls_batch_destroy(fls_batch_t *b)
         }
         free(b->read_key);
         free(b->served);
+        free(b->touch);
         free(b->argv);
         free(b->argvlen);
         fls_arena_free(&b->num);
@@ -1225,6 +1246,11 @@ struct argref {
         const char *s;
 };
 
+static int mirror_writable(fls_store_t *st, const fls_batch_t *b, const struct key *k);
+static int play_run(fls_batch_t *b, size_t i);
+static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o);
+static fls_mentry_t *entry_of(const fls_batch_t *b, int key);
+
 static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *refcap)
 {
         fls_store_t *st = b->st;
@@ -1248,9 +1274,12 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                 b->keys[k].written = 0;
                 b->keys[k].ttl = b->keys[k].ttl_post = -1;
                 b->keys[k].unplayable = 0;
+                b->keys[k].has_post = 0;
         }
         for (size_t i = 0; i < b->nops; i++) {
                 const struct op *o = &b->ops[i];
+                if (o->post)
+                        b->keys[o->key].has_post = 1;
                 if (o->kind == OP_INCRF || o->kind == OP_STOCK) {
                         b->keys[o->key].unplayable = 1;
                         if (o->kind == OP_STOCK)
@@ -1261,6 +1290,10 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
                                           : o->kind != OP_EXPIRE)
                         b->keys[o->key].written = 1;
         }
+
+        for (size_t k = 0; k < b->nkeys; k++)
+                b->keys[k].result =
+                    b->keys[k].written && mirror_writable(st, b, &b->keys[k]);
 
         snprintf(metakey, sizeof(metakey), "%smeta", b->tag);
         moff = text_add(b, metakey, strlen(metakey));
@@ -1284,6 +1317,57 @@ static void build(fls_batch_t *b, struct argref **refs, size_t *nrefs, size_t *r
         }
         for (size_t i = 0; i < b->nops; i++) {
                 struct op *o = &b->ops[i];
+                struct key *ok = &b->keys[o->key];
+                if (!o->post && ok->result) {
+                        /* The key's writes go as their result, worked out on its
+                         * copy: one HSET and one HDEL instead of a command or two per
+                         * counter, set and maximum. Lists and TTLs go as they are. */
+                        if ((i == 0 || b->ops[i - 1].key != o->key ||
+                             b->ops[i - 1].post) &&
+                            play_run(b, i) == 0) {
+                                size_t nset = 0;
+                                for (size_t t = 0; t < b->ntouch; t++) {
+                                        if (fls_mentry_hget(ok->me,
+                                                            b->text.buf + b->touch[t])) {
+                                                size_t x = b->touch[nset];
+                                                b->touch[nset++] = b->touch[t];
+                                                b->touch[t] = x;
+                                        }
+                                }
+                                /* HSETs (touch[0, nset)), then HDELs */
+                                for (int del = 0; del < 2; del++) {
+                                        size_t from = del ? nset : 0;
+                                        size_t to = del ? b->ntouch : nset;
+                                        for (size_t t = from; t < to; t += RESULT_CHUNK) {
+                                                size_t n = to - t < RESULT_CHUNK
+                                                               ? to - t
+                                                               : RESULT_CHUNK;
+                                                STR(del ? "X" : "H");
+                                                NUM(o->key + 2);
+                                                NUM(n);
+                                                for (size_t x = t; x < t + n; x++) {
+                                                        const char *f =
+                                                            b->text.buf + b->touch[x];
+                                                        const char *v;
+                                                        size_t vo;
+                                                        REF(0, b->touch[x], strlen(f),
+                                                            NULL);
+                                                        if (del)
+                                                                continue;
+                                                        v = fls_mentry_hget(ok->me, f);
+                                                        vo = text_add(b, v, strlen(v));
+                                                        REF(0, vo, b->text.len - vo - 1,
+                                                            NULL);
+                                                }
+                                        }
+                                }
+                        } else if (i == 0 || b->ops[i - 1].key != o->key ||
+                                   b->ops[i - 1].post) {
+                                ok->result = 0; /* not playable after all: as they are */
+                        }
+                        if (ok->result && o->kind != OP_PUSH && o->kind != OP_EXPIRE)
+                                continue;
+                }
                 /* KEYS[1] is meta, so entity key k is KEYS[k + 2] */
                 switch (o->kind) {
                 case OP_WIN:
@@ -1408,6 +1492,12 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
 
         fls_arena_reset(&b->num);
         coalesce(b);
+        for (size_t k = 0; k < b->nkeys; k++)
+                b->keys[k].me =
+                    b->st->mirror
+                        ? fls_mirror_find(b->st->mirror, b->text.buf + b->keys[k].off,
+                                          b->keys[k].len)
+                        : NULL;
         build(b, refs, &nrefs, refcap);
         b->argc = 0;
         for (size_t i = 0; i < nrefs; i++) {
@@ -1429,12 +1519,6 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
          * mirror holds is not read; one it will hold comes with its PTTL. */
         b->served = fls_grow(b->served, &b->served_cap, b->nreads + 1, 1);
         b->nowed = 0;
-        for (size_t k = 0; k < b->nkeys; k++)
-                b->keys[k].me =
-                    b->st->mirror
-                        ? fls_mirror_find(b->st->mirror, b->text.buf + b->keys[k].off,
-                                          b->keys[k].len)
-                        : NULL;
         for (size_t r = 0; r < b->nreads; r++) {
                 const struct key *k = &b->keys[b->read_key[r]];
                 fls_store_t *st = b->st;
@@ -1499,6 +1583,60 @@ static int mirror_answers(fls_store_t *st, const fls_batch_t *b, const struct ke
                 return 0;
         fls_mirror_touch(st->mirror, e);
         return 1;
+}
+
+/* Can the key's writes go as their result (build)? Its copy must be exact now: no
+ * batch of the partition is owed a reply (its writes are not played yet), no
+ * deferred write (whether those apply is known only in Redis), nothing the copy
+ * cannot play, no expiry near. Not when verifying: the copy would be checked against
+ * what it wrote itself. */
+static int mirror_writable(fls_store_t *st, const fls_batch_t *b, const struct key *k)
+{
+        fls_mentry_t *e = k->me;
+
+        if (!st->mirror || st->verify || b->read_only || k->has_post || k->unplayable ||
+            !e || fls_mentry_broken(e) || fls_mentry_is_list(e) != is_list(st, k->fam) ||
+            fls_mentry_expiry(e) <= b->t_send + MIRROR_GRACE_MS || poisoned(st, b))
+                return 0;
+        for (size_t i = st->inflight_head; i < st->ninflight; i++) {
+                const fls_batch_t *o = st->inflight[i];
+                if (o != b && o->taglen == b->taglen &&
+                    memcmp(o->tag, b->tag, b->taglen) == 0)
+                        return 0;
+        }
+        return 1;
+}
+
+/* Records a field a write touched (play_run). */
+static void touched(fls_batch_t *b, const char *field)
+{
+        if (!b->tracking)
+                return;
+        for (size_t t = 0; t < b->ntouch; t++)
+                if (strcmp(b->text.buf + b->touch[t], field) == 0)
+                        return;
+        b->touch = fls_grow(b->touch, &b->touch_cap, b->ntouch + 1, sizeof(*b->touch));
+        b->touch[b->ntouch++] = text_add(b, field, strlen(field));
+}
+
+/* Plays the writes of the key of op i (its run of ops: they are adjacent) into its
+ * copy now, recording the fields they touch; on -1 the copy is broken. */
+static int play_run(fls_batch_t *b, size_t i)
+{
+        int key = b->ops[i].key, rc = 0;
+        fls_mentry_t *e = entry_of(b, key);
+
+        b->ntouch = 0;
+        b->tracking = 1;
+        for (size_t j = i; j < b->nops && b->ops[j].key == key && !b->ops[j].post; j++)
+                if (play_op(b, e, &b->ops[j]) < 0) {
+                        rc = -1;
+                        break;
+                }
+        b->tracking = 0;
+        if (rc)
+                fls_mentry_break(e);
+        return rc;
 }
 
 /* Between polls: what a stale batch, time and the budget say must go. */
@@ -1586,8 +1724,12 @@ static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o)
                         for (int k = 0; k < fx->nfeat; k++) {
                                 if (!ring_field(f, sizeof(f), fx->f.features[k], slot))
                                         return -1;
-                                fls_mentry_hdel(m, e, f);
+                                if (fls_mentry_hget(e, f)) {
+                                        fls_mentry_hdel(m, e, f);
+                                        touched(b, f);
+                                }
                         }
+                        touched(b, h);
                         size_t n = i64_text(tmp, o->bucket, &t);
                         fls_mentry_hset(m, e, h, t, n);
                         c = o->bucket;
@@ -1596,11 +1738,14 @@ static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o)
                         return 0; /* older than the slot: the script counts it over */
                 if (!ring_field(f, sizeof(f), fx->f.features[o->feat], slot))
                         return -1;
+                touched(b, f);
                 return fls_mentry_hincr(m, e, f, o->i);
         }
         case OP_INCR:
+                touched(b, o->field);
                 return fls_mentry_hincr(m, e, o->field, o->i);
         case OP_SET:
+                touched(b, o->field);
                 fls_mentry_hset(m, e, o->field, b->text.buf + o->sval, o->slen);
                 return 0;
         case OP_MAX:
@@ -1610,6 +1755,7 @@ static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o)
                         return -1;
                 if (!cur || c < o->i) {
                         size_t n = i64_text(tmp, o->i, &t);
+                        touched(b, o->field);
                         fls_mentry_hset(m, e, o->field, t, n);
                 }
                 return 0;
@@ -1640,6 +1786,8 @@ static void mirror_play(fls_batch_t *b, int posts)
                 const struct op *o = &b->ops[i];
                 if (!(o->post ? posts : !b->read_only))
                         continue;
+                if (!o->post && b->keys[o->key].result)
+                        continue; /* played when the script was built */
                 if (o->key != cur) {
                         cur = o->key;
                         e = entry_of(b, o->key);
