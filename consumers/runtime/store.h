@@ -66,7 +66,10 @@ int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size);
  * is answered from memory instead of by Redis: most reads of a consumer are of keys
  * it read before. Every write a batch makes to a copied key is played into the copy
  * as the script plays it in Redis; a key whose write cannot be played exactly (a
- * float increment, a stock op) is read from Redis again. The copy is dropped with
+ * float increment, a stock op) is read from Redis again. While a key's copy is exact
+ * when a script is built (no batch of its partition owed a reply, no deferred write
+ * to it), its writes are played at once and sent as their result: one HSET of the
+ * fields they changed and one HDEL of those they removed. The copy is dropped with
  * the connection (Redis may have restarted and lost writes) and a partition's with
  * a stale batch (another instance wrote); keys go before Redis could expire them,
  * and the least recently used beyond max_bytes. Needs what the offset fence needs
