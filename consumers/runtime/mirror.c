@@ -34,11 +34,10 @@ struct fls_mirror {
         fls_mentry_t *head, *tail;
 };
 
-#define ENTRY_OVERHEAD 64
+#define ENTRY_OVERHEAD 64 /* allocator headers and the chain slot, roughly */
 
 static size_t item_size(size_t len);
-static void item_write(char *at, const char *s,
-                       size_t len); /* allocator headers and the chain slot, roughly */
+static void item_write(char *at, const char *s, size_t len);
 
 static uint64_t key_hash(const char *s, size_t len)
 {
