@@ -3,6 +3,8 @@
  * `flashstream broker` process and a real redis-server.
  *  - alone in its group, it leaves at once and says so;
  *  - with the broker gone, it still exits 0 within shutdown.timeout_ms;
+ *  - with Redis down while it starts (set-up and the assignment wait for it), it
+ *    exits 0;
  *  - while the group rebalances (a second instance just joined), the group holds a
  *    leaving member until the rebalance ends, seconds later: the consumer waits at
  *    most shutdown.timeout_ms, exits 0 and warns; the other instance gets every
@@ -203,6 +205,48 @@ Test(it_shutdown, with_the_broker_gone_it_still_exits)
         cr_assert(strstr(log, "left the group in") ||
                       strstr(log, "did not let this consumer go within"),
                   "no leave logged");
+        free(log);
+}
+
+/* Waits until the consumer's log holds text; 0 if it never does. */
+static int wait_log(const char *log, const char *text)
+{
+        for (int i = 0; i < 300 * fls_t_slowdown(); i++) {
+                char *s = log_of(log);
+                int found = strstr(s, text) != NULL;
+                free(s);
+                if (found)
+                        return 1;
+                usleep(100000);
+        }
+        return 0;
+}
+
+/* Redis down while a consumer starts: set-up waits for it, and so does the assignment
+ * (the partitions' stored offsets). A SIGTERM in either wait is a stop like any
+ * other; both were taken as fatal errors (exit 1). */
+Test(it_shutdown, with_redis_down_it_still_exits)
+{
+        double took;
+        pid_t a;
+        char *log;
+
+        fls_t_redis_stop(&env, SIGKILL);
+        a = consume("setup", "--shutdown.timeout_ms=2000");
+        cr_assert(wait_log("setup", "retrying in"), "set-up never waited for Redis");
+        cr_assert_eq(stop(a, &took), 0, "no exit 0 while set-up waited for Redis");
+
+        cr_assert_eq(fls_t_redis_start(&env), 0);
+        a = consume("join", "--shutdown.timeout_ms=2000");
+        cr_assert(wait_log("join", "consumer started"));
+        fls_t_redis_stop(&env, SIGKILL); /* the join takes seconds: ~3 s here */
+        cr_assert(wait_log("join", "retrying in"),
+                  "the assignment never waited for Redis");
+        cr_assert_eq(stop(a, &took), 0,
+                     "no exit 0 while the assignment waited for Redis");
+        log = log_of("join");
+        cr_assert(!strstr(log, "assigned clickstream"), "assigned without Redis");
+        cr_assert(!strstr(log, "fatal"), "the stop was taken as a fatal error");
         free(log);
 }
 

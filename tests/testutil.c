@@ -51,6 +51,45 @@ static pid_t fork_child(void)
         return pid;
 }
 
+/* The log each spawned process writes, so that fls_t_wait can show how one ended:
+ * in CI the test folder is gone by the time anyone reads the output. */
+static struct {
+        pid_t pid;
+        char log[400];
+} spawned[64];
+static unsigned nspawned;
+
+static void remember(pid_t pid, const char *log)
+{
+        unsigned i = nspawned++ % (sizeof(spawned) / sizeof(spawned[0]));
+        spawned[i].pid = pid;
+        snprintf(spawned[i].log, sizeof(spawned[i].log), "%s", log ? log : "");
+}
+
+/* To stderr: how pid ended (rc as fls_t_wait returns it) and the end of its log. */
+static void report_end(pid_t pid, int rc)
+{
+        const char *log = NULL;
+        char cmd[500];
+
+        for (size_t i = 0; i < sizeof(spawned) / sizeof(spawned[0]); i++)
+                if (spawned[i].pid == pid && *spawned[i].log)
+                        log = spawned[i].log;
+        if (rc < 0)
+                fprintf(stderr, "testutil: pid %d did not end in time, killed", (int)pid);
+        else if (rc > 128)
+                fprintf(stderr, "testutil: pid %d ended by signal %d", (int)pid,
+                        rc - 128);
+        else
+                fprintf(stderr, "testutil: pid %d exited %d", (int)pid, rc);
+        fprintf(stderr, "; the end of its log %s:\n", log ? log : "(none)");
+        if (log) {
+                snprintf(cmd, sizeof(cmd), "tail -n 25 '%s' >&2", log);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "testutil: could not read %s\n", log);
+        }
+}
+
 static void sleep_ms(int ms)
 {
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -238,6 +277,8 @@ pid_t fls_t_spawn(fls_tenv_t *env, const char *logfile, const char *const *args)
                 execvp(argv[0], (char *const *)argv);
                 _exit(127);
         }
+        if (pid > 0)
+                remember(pid, logfile);
         return pid;
 }
 
@@ -262,13 +303,18 @@ int fls_t_wait(pid_t pid, int timeout_ms)
         timeout_ms *= fls_t_slowdown();
         for (int waited = 0;; waited += 20) {
                 pid_t r = waitpid(pid, &st, WNOHANG);
-                if (r == pid)
-                        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                if (r == pid) {
+                        int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                        if (rc != 0)
+                                report_end(pid, rc);
+                        return rc;
+                }
                 if (r < 0)
                         return -1;
                 if (waited >= timeout_ms) {
                         kill(pid, SIGKILL);
                         waitpid(pid, NULL, 0);
+                        report_end(pid, -1);
                         return -1;
                 }
                 sleep_ms(20);

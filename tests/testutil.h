@@ -61,7 +61,8 @@ int fls_t_slowdown(void);
 /* Milliseconds on the monotonic clock, for deadlines and durations. */
 int64_t fls_t_mono_ms(void);
 /* Waits up to timeout_ms times fls_t_slowdown(); returns the exit status, 128+signal,
- * or -1 on time-out (the process is then killed). */
+ * or -1 on time-out (the process is then killed). Anything but 0 also prints how it
+ * ended and the end of its log (fls_t_spawn's logfile) to stderr. */
 int fls_t_wait(pid_t pid, int timeout_ms);
 /* Runs to completion and captures stdout (malloc'ed, NUL-terminated) */
 int fls_t_run(fls_tenv_t *env, char **out, const char *const *args);

@@ -379,7 +379,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 if (load_parts(r, parts)) {
-                        r->fatal = 1;
+                        /* Stopping while Redis was down: nothing is assigned, and
+                         * the close that follows has nothing of these to record. */
+                        if (!*r->stop)
+                                r->fatal = 1;
                         return;
                 }
                 if (coop)
@@ -701,9 +704,18 @@ static void process(runner_t *r, size_t n)
                 p->e_stored = p->emitted;
                 fls_claims_reset(r->emit.claims);
                 if (r->app->decide(r->ctx, bs[k], &r->emit, err, sizeof(err))) {
+                        abandon(r, bpart, nb);
+                        /* A stop while its claims waited for Redis is no error:
+                         * the restart replays the poll, as above. Taken as fatal,
+                         * the consumer exited 1 and skipped recording what the
+                         * earlier polls had emitted. */
+                        if (*r->stop) {
+                                fls_log(FLS_LOG_INFO, "runner", "%s: %s", r->app->name,
+                                        err);
+                                return;
+                        }
                         fls_log(FLS_LOG_ERROR, "runner", "%s: %s", r->app->name, err);
                         r->fatal = 1;
-                        abandon(r, bpart, nb);
                         return;
                 }
         }
@@ -1221,10 +1233,13 @@ int fls_runner_run(const fls_app_t *app, const fls_conf_t *conf, volatile int *s
         r.conf = conf;
         r.stop = stop;
         if (setup(&r, errstr, sizeof(errstr))) {
-                fls_log(FLS_LOG_ERROR, "runner", "%s: %s", app->name, errstr);
+                /* A stop while set-up waited for Redis is a stop: exit 0. */
+                int stopped = *stop != 0;
+                fls_log(stopped ? FLS_LOG_INFO : FLS_LOG_ERROR, "runner", "%s: %s%s",
+                        app->name, errstr, stopped ? "; stopping" : "");
                 r.fatal = 1;
                 teardown(&r);
-                return 1;
+                return stopped ? 0 : 1;
         }
         while (!*stop && !r.fatal) {
                 /* Waits only for the first message, then takes what is queued: the
