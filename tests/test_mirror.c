@@ -196,3 +196,41 @@ Test(mirror, many_keys_grow_the_table)
         fls_mirror_destroy(m);
         fls_mirror_destroy(NULL);
 }
+
+/* Keys of many sizes loaded and evicted for a long time, as a consumer's copy does all
+ * day: once the copy is full, released blocks serve the next keys and the slabs stop
+ * growing. (In glibc's heap the same churn kept growing the process.) */
+Test(mirror, churn_reuses_blocks)
+{
+        fls_mirror_t *m = fls_mirror_new(8 << 20);
+        static char value[4000];
+        const char *kv[] = {"f", value};
+        size_t lens[2] = {1, 0}, warm = 0;
+        unsigned seed = 7;
+        char key[32];
+
+        memset(value, 'v', sizeof(value));
+        for (int i = 0; i < 200000; i++) {
+                seed = seed * 1103515245u + 12345u;
+                lens[1] = 1 + (seed >> 8) % (sizeof(value) - 1);
+                snprintf(key, sizeof(key), "user:%d", i);
+                cr_assert_not_null(fls_mirror_put(m, key, strlen(key), 0, kv, lens, 2,
+                                                  FLS_MIRROR_NEVER));
+                if (i % 2 == 0) /* a second write grows some of them */
+                        fls_mentry_hset(m, fls_mirror_find(m, key, strlen(key)), "g",
+                                        value, lens[1] / 2);
+                fls_mirror_trim(m);
+                cr_assert_leq(fls_mirror_bytes(m), 8 << 20);
+                if (i == 50000)
+                        warm = fls_mirror_slab_bytes(m);
+        }
+        cr_assert_gt(warm, 0);
+        cr_assert_leq(fls_mirror_slab_bytes(m), warm + 256 * 1024,
+                      "slabs grew from %zu to %zu bytes after the copy was full", warm,
+                      fls_mirror_slab_bytes(m));
+        /* 12.3 MiB here: blocks up to a third larger than asked, and what one size
+         * freed is kept for that size */
+        cr_assert_leq(fls_mirror_slab_bytes(m), 16 << 20, "%zu bytes of slabs for 8 MiB",
+                      fls_mirror_slab_bytes(m));
+        fls_mirror_destroy(m);
+}

@@ -49,6 +49,9 @@ size_t fls_mirror_drop_prefix(fls_mirror_t *m, const char *prefix, size_t len);
 size_t fls_mirror_trim(fls_mirror_t *m);
 size_t fls_mirror_bytes(const fls_mirror_t *m);
 size_t fls_mirror_count(const fls_mirror_t *m);
+/* Memory the copy's slabs hold: what it used at its peak, per block size. Kept until
+ * fls_mirror_destroy, and reused for new entries. */
+size_t fls_mirror_slab_bytes(const fls_mirror_t *m);
 
 /* ---- one entry ------------------------------------------------------------- */
 

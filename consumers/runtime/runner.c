@@ -92,7 +92,7 @@ struct runner {
         /* metrics */
         fls_counter_t *m_in, *m_late, *m_bad[FLS_BAD__COUNT], *m_stale, *m_redis_err;
         fls_hist_t *m_batch, *m_redis, *m_claims, *m_flush;
-        fls_gauge_t *m_lag, *m_mbytes;
+        fls_gauge_t *m_lag, *m_mbytes, *m_mslabs;
         fls_counter_t *m_mhit, *m_mmiss, *m_mdiff;
         fls_mirror_stats_t mlast; /* mirror stats already counted */
 };
@@ -595,6 +595,7 @@ static void count_mirror(runner_t *r)
         fls_counter_add(r->m_mmiss, (uint64_t)(m.misses - r->mlast.misses));
         fls_counter_add(r->m_mdiff, (uint64_t)(m.diffs - r->mlast.diffs));
         fls_gauge_set(r->m_mbytes, (double)m.bytes);
+        fls_gauge_set(r->m_mslabs, (double)m.slab_bytes);
         r->mlast = m;
 }
 
@@ -987,8 +988,12 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                 r->m_mdiff = fls_metrics_counter(
                     r->metrics, "flashstream_mirror_diffs_total",
                     "Reads whose copy differed from Redis (redis.mirror_verify).", lbl);
-                r->m_mbytes = fls_metrics_gauge(r->metrics, "flashstream_mirror_bytes",
-                                                "Memory held by the copy of state.", lbl);
+                r->m_mbytes = fls_metrics_gauge(
+                    r->metrics, "flashstream_mirror_bytes",
+                    "Blocks the copy's keys use (what redis.mirror_mb bounds).", lbl);
+                r->m_mslabs = fls_metrics_gauge(
+                    r->metrics, "flashstream_mirror_slab_bytes",
+                    "Memory the copy's slabs take: its peak use per block size.", lbl);
         }
         if (port >= 0) {
                 if (fls_metrics_serve(r->metrics, fls_conf_str(c, "metrics.host"), port,
@@ -1193,11 +1198,12 @@ static void teardown(runner_t *r)
                 if (m.hits + m.misses > 0)
                         fls_log(m.diffs ? FLS_LOG_ERROR : FLS_LOG_INFO, "runner",
                                 "mirror: %lld reads from memory, %lld from Redis "
-                                "(%.1f%%), %zu keys in %.1f MiB held; %lld differed "
-                                "from Redis",
+                                "(%.1f%%), %zu keys in %.1f MiB held (slabs: %.1f "
+                                "MiB); %lld differed from Redis",
                                 (long long)m.hits, (long long)m.misses,
                                 100.0 * (double)m.hits / (double)(m.hits + m.misses),
-                                m.keys, (double)m.bytes / 1048576.0, (long long)m.diffs);
+                                m.keys, (double)m.bytes / 1048576.0,
+                                (double)m.slab_bytes / 1048576.0, (long long)m.diffs);
         }
         fls_store_destroy(r->store);
         fls_store_destroy(r->gstore);

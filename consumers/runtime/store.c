@@ -508,6 +508,7 @@ void fls_store_mirror_stats(const fls_store_t *st, fls_mirror_stats_t *out)
         *out = st->mstats;
         out->bytes = st->mirror ? fls_mirror_bytes(st->mirror) : 0;
         out->keys = st->mirror ? fls_mirror_count(st->mirror) : 0;
+        out->slab_bytes = st->mirror ? fls_mirror_slab_bytes(st->mirror) : 0;
 }
 
 int fls_store_family_slots(const fls_store_t *st, int fam)

@@ -85,6 +85,7 @@ typedef struct fls_mirror_stats {
         int64_t misses; /* reads sent to Redis */
         int64_t diffs;  /* verify: reads that differed from the copy */
         size_t bytes, keys;
+        size_t slab_bytes; /* memory the copy holds for them (fls_mirror_slab_bytes) */
 } fls_mirror_stats_t;
 void fls_store_mirror_stats(const fls_store_t *st, fls_mirror_stats_t *out);
 
