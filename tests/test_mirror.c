@@ -92,9 +92,16 @@ Test(mirror, integers_parse_as_strictly_as_redis)
                                           "12a"};
         int64_t v;
 
-        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                char buf[24];
+                const char *t;
+                size_t n;
                 cr_assert_eq(fls_mirror_parse_int(good[i], strlen(good[i]), &v), 0, "%s",
                              good[i]);
+                n = fls_mirror_int_text(buf, v, &t); /* and back, as Redis prints it */
+                cr_assert(n == strlen(good[i]) && memcmp(t, good[i], n) == 0, "%s: %.*s",
+                          good[i], (int)n, t);
+        }
         cr_assert_eq(v, INT64_MIN);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 cr_assert_eq(fls_mirror_parse_int(bad[i], strlen(bad[i]), &v), -1, "'%s'",

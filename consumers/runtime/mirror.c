@@ -569,25 +569,33 @@ int fls_mirror_parse_int(const char *s, size_t len, int64_t *out)
         return 0;
 }
 
-int fls_mentry_hincr(fls_mirror_t *m, fls_mentry_t *e, const char *field, int64_t delta)
+size_t fls_mirror_int_text(char buf[24], int64_t v, const char **text)
 {
-        const char *cur = fls_mentry_hget(e, field);
-        int64_t v = 0;
-        char tmp[24], *p = tmp + sizeof(tmp);
-        uint64_t u;
+        char *p = buf + 24;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-        if (cur && fls_mirror_parse_int(cur, strlen(cur), &v) < 0)
-                return -1;
-        if ((delta > 0 && v > INT64_MAX - delta) || (delta < 0 && v < INT64_MIN - delta))
-                return -1;
-        v += delta;
-        u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
         do
                 *--p = (char)('0' + u % 10);
         while ((u /= 10) != 0);
         if (v < 0)
                 *--p = '-';
-        fls_mentry_hset(m, e, field, p, (size_t)(tmp + sizeof(tmp) - p));
+        *text = p;
+        return (size_t)(buf + 24 - p);
+}
+
+int fls_mentry_hincr(fls_mirror_t *m, fls_mentry_t *e, const char *field, int64_t delta)
+{
+        const char *cur = fls_mentry_hget(e, field), *t;
+        int64_t v = 0;
+        char tmp[24];
+        size_t n;
+
+        if (cur && fls_mirror_parse_int(cur, strlen(cur), &v) < 0)
+                return -1;
+        if ((delta > 0 && v > INT64_MAX - delta) || (delta < 0 && v < INT64_MIN - delta))
+                return -1;
+        n = fls_mirror_int_text(tmp, v + delta, &t);
+        fls_mentry_hset(m, e, field, t, n);
         return 0;
 }
 

@@ -81,5 +81,8 @@ void fls_mentry_keep_last(fls_mirror_t *m, fls_mentry_t *e, size_t keep);
 
 /* Redis's string2ll: optional '-', digits without leading zeros, in range. */
 int fls_mirror_parse_int(const char *s, size_t len, int64_t *out);
+/* Redis's ll2string: v in decimal, written at the end of buf, with *text pointing at
+ * it (not NUL-terminated); returns its length. */
+size_t fls_mirror_int_text(char buf[24], int64_t v, const char **text);
 
 #endif

@@ -1177,15 +1177,11 @@ static size_t num_put(fls_batch_t *b, const char *p, size_t len)
 /* Integers are most of a script's arguments (several per event): no printf. */
 static size_t num_i64(fls_batch_t *b, int64_t v)
 {
-        char tmp[24], *p = tmp + sizeof(tmp);
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        char tmp[24];
+        const char *t;
+        size_t n = fls_mirror_int_text(tmp, v, &t);
 
-        do
-                *--p = (char)('0' + u % 10);
-        while ((u /= 10) != 0);
-        if (v < 0)
-                *--p = '-';
-        return num_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+        return num_put(b, t, n);
 }
 
 static size_t num_dbl(fls_batch_t *b, double v)
@@ -1662,26 +1658,12 @@ static void mirror_tend(fls_store_t *st)
         fls_mirror_trim(st->mirror);
 }
 
-static size_t i64_text(char tmp[24], int64_t v, const char **p)
-{
-        char *q = tmp + 24;
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-        do
-                *--q = (char)('0' + u % 10);
-        while ((u /= 10) != 0);
-        if (v < 0)
-                *--q = '-';
-        *p = q;
-        return (size_t)(tmp + 24 - q);
-}
-
 /* "<name>@<slot>", or "#<slot>" with name NULL: a ring's field names. */
 static const char *ring_field(char *buf, size_t size, const char *name, int64_t slot)
 {
         char tmp[24];
         const char *d;
-        size_t n = name ? strlen(name) : 0, dl = i64_text(tmp, slot, &d);
+        size_t n = name ? strlen(name) : 0, dl = fls_mirror_int_text(tmp, slot, &d);
 
         if (n + dl + 2 > size)
                 return NULL;
@@ -1731,7 +1713,7 @@ static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o)
                                 }
                         }
                         touched(b, h);
-                        size_t n = i64_text(tmp, o->bucket, &t);
+                        size_t n = fls_mirror_int_text(tmp, o->bucket, &t);
                         fls_mentry_hset(m, e, h, t, n);
                         c = o->bucket;
                 }
@@ -1755,7 +1737,7 @@ static int play_op(fls_batch_t *b, fls_mentry_t *e, const struct op *o)
                             !EXACT_IN_DOUBLE(c) || !EXACT_IN_DOUBLE(o->i)))
                         return -1;
                 if (!cur || c < o->i) {
-                        size_t n = i64_text(tmp, o->i, &t);
+                        size_t n = fls_mirror_int_text(tmp, o->i, &t);
                         touched(b, o->field);
                         fls_mentry_hset(m, e, o->field, t, n);
                 }
