@@ -104,22 +104,6 @@ static pid_t consume(const char *name, const char *const *extra)
         return consume_log(name, name, extra);
 }
 
-static int log_count(const char *logname, const char *what)
-{
-        char path[400], line[4096];
-        int n = 0;
-        FILE *fp;
-
-        snprintf(path, sizeof(path), "%s/%s.log", env.dir, logname);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                n += strstr(line, what) != NULL;
-        fclose(fp);
-        return n;
-}
-
 /* Rows of a simulator CSV. */
 static long count_lines(const char *file)
 {
@@ -352,15 +336,16 @@ Test(pipeline, full_run_features_and_decisions)
          * batches: wait for all three (under memcheck a reload takes seconds). */
         for (int i = 0; i < 3; i++)
                 kill(c[i], SIGHUP);
-        for (int i = 0; i < 100 * fls_t_slowdown() &&
-                        (log_count("orders", "SIGHUP: models reloaded") == 0 ||
-                         log_count("clickstream", "SIGHUP: models reloaded") == 0 ||
-                         log_count("shipments", "SIGHUP: models reloaded") == 0);
+        for (int i = 0;
+             i < 100 * fls_t_slowdown() &&
+             (fls_t_log_count(&env, "orders", "SIGHUP: models reloaded") == 0 ||
+              fls_t_log_count(&env, "clickstream", "SIGHUP: models reloaded") == 0 ||
+              fls_t_log_count(&env, "shipments", "SIGHUP: models reloaded") == 0);
              i++)
                 usleep(50000);
-        cr_assert_eq(log_count("orders", "SIGHUP: models reloaded"), 1);
-        cr_assert_eq(log_count("clickstream", "SIGHUP: models reloaded"), 1);
-        cr_assert_eq(log_count("shipments", "SIGHUP: models reloaded"), 1);
+        cr_assert_eq(fls_t_log_count(&env, "orders", "SIGHUP: models reloaded"), 1);
+        cr_assert_eq(fls_t_log_count(&env, "clickstream", "SIGHUP: models reloaded"), 1);
+        cr_assert_eq(fls_t_log_count(&env, "shipments", "SIGHUP: models reloaded"), 1);
         for (int i = 0; i < 3; i++)
                 stop(c[i]);
         check_users(100);
@@ -407,18 +392,19 @@ Test(pipeline, two_instances_share_partitions_and_rebalance)
          * mid-stream and the rebalance gives its partitions to the first. */
         a = consume_log("clickstream", "a", small);
         b = consume_log("clickstream", "b", small);
-        for (int i = 0;
-             i < 1500 * fls_t_slowdown() && log_count("b", "assigned clickstream") == 0;
+        for (int i = 0; i < 1500 * fls_t_slowdown() &&
+                        fls_t_log_count(&env, "b", "assigned clickstream") == 0;
              i++)
                 usleep(20000);
-        cr_assert_gt(log_count("b", "assigned clickstream"), 0, "b never got partitions");
+        cr_assert_gt(fls_t_log_count(&env, "b", "assigned clickstream"), 0,
+                     "b never got partitions");
         cr_assert_lt(applied("clickstream"), want, "the stream ended before b left");
         stop(b);
         wait_applied("clickstream", want);
         stop(a);
-        cr_assert_gt(log_count("a", "assigned clickstream"), 0);
-        cr_assert_gt(log_count("a", "assigned clickstream") +
-                         log_count("b", "assigned clickstream"),
+        cr_assert_gt(fls_t_log_count(&env, "a", "assigned clickstream"), 0);
+        cr_assert_gt(fls_t_log_count(&env, "a", "assigned clickstream") +
+                         fls_t_log_count(&env, "b", "assigned clickstream"),
                      6, "no partition changed hands");
         check_users(150);
 }

@@ -653,22 +653,6 @@ Test(it_shipments, stop_while_redis_is_down_keeps_decision_state)
                      total);
 }
 
-/* Does the log of consume(logname, ...) hold needle? */
-static int log_has(const char *logname, const char *needle)
-{
-        char path[400], line[4096];
-        int found = 0;
-        FILE *fp;
-
-        snprintf(path, sizeof(path), "%s/%s.log", env.dir, logname);
-        if (!(fp = fopen(path, "r")))
-                return 0;
-        while (!found && fgets(line, sizeof(line), fp))
-                found = strstr(line, needle) != NULL;
-        fclose(fp);
-        return found;
-}
-
 /* A stop while the capacity claims wait for Redis is a stop, not a fatal error: the
  * consumer exits 0 and the next one decides the poll again. Taken as fatal it exited
  * 1; stop_while_redis_is_down_keeps_decision_state hit that when Redis died between
@@ -683,7 +667,6 @@ Test(it_shipments, stop_while_claims_wait_exits_0)
         const int n = 60;
         long total, missing;
         pid_t pid;
-        int waited;
 
         for (int64_t h = t0 / 3600000; h <= (t0 + n * 1000) / 3600000; h++) {
                 snprintf(cmd, sizeof(cmd), "SET fs:{dispatch.rX.%" PRId64 "}:ids x", h);
@@ -698,12 +681,12 @@ Test(it_shipments, stop_while_claims_wait_exits_0)
         rd_kafka_flush(rk, 5000);
         rd_kafka_destroy(rk);
         fls_codec_destroy(c);
-        for (waited = 0; waited < 300 && !log_has("claims1", "redis: claim:"); waited++)
-                usleep(100000);
-        cr_assert_lt(waited, 300, "the consumer never tried to claim capacity");
+        cr_assert(fls_t_wait_log(&env, "claims1", "redis: claim:", 30000),
+                  "the consumer never tried to claim capacity");
         usleep(300000); /* into the retry's back-off */
         stop(pid);
-        cr_assert(!log_has("claims1", "fatal"), "the stop was taken as a fatal error");
+        cr_assert_eq(fls_t_log_count(&env, "claims1", "fatal"), 0,
+                     "the stop was taken as a fatal error");
 
         for (int64_t h = t0 / 3600000; h <= (t0 + n * 1000) / 3600000; h++) {
                 snprintf(cmd, sizeof(cmd), "DEL fs:{dispatch.rX.%" PRId64 "}:ids", h);

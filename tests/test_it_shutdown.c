@@ -208,20 +208,6 @@ Test(it_shutdown, with_the_broker_gone_it_still_exits)
         free(log);
 }
 
-/* Waits until the consumer's log holds text; 0 if it never does. */
-static int wait_log(const char *log, const char *text)
-{
-        for (int i = 0; i < 300 * fls_t_slowdown(); i++) {
-                char *s = log_of(log);
-                int found = strstr(s, text) != NULL;
-                free(s);
-                if (found)
-                        return 1;
-                usleep(100000);
-        }
-        return 0;
-}
-
 /* Redis down while a consumer starts: set-up waits for it, and so does the assignment
  * (the partitions' stored offsets). A SIGTERM in either wait is a stop like any
  * other; both were taken as fatal errors (exit 1). */
@@ -233,14 +219,15 @@ Test(it_shutdown, with_redis_down_it_still_exits)
 
         fls_t_redis_stop(&env, SIGKILL);
         a = consume("setup", "--shutdown.timeout_ms=2000");
-        cr_assert(wait_log("setup", "retrying in"), "set-up never waited for Redis");
+        cr_assert(fls_t_wait_log(&env, "setup", "retrying in", 30000),
+                  "set-up never waited for Redis");
         cr_assert_eq(stop(a, &took), 0, "no exit 0 while set-up waited for Redis");
 
         cr_assert_eq(fls_t_redis_start(&env), 0);
         a = consume("join", "--shutdown.timeout_ms=2000");
-        cr_assert(wait_log("join", "consumer started"));
+        cr_assert(fls_t_wait_log(&env, "join", "consumer started", 30000));
         fls_t_redis_stop(&env, SIGKILL); /* the join takes seconds: ~3 s here */
-        cr_assert(wait_log("join", "retrying in"),
+        cr_assert(fls_t_wait_log(&env, "join", "retrying in", 30000),
                   "the assignment never waited for Redis");
         cr_assert_eq(stop(a, &took), 0,
                      "no exit 0 while the assignment waited for Redis");

@@ -443,6 +443,32 @@ long fls_t_csv_rows(const char *path)
         return n;
 }
 
+int fls_t_log_count(fls_tenv_t *env, const char *logname, const char *what)
+{
+        char path[400], line[4096];
+        int n = 0;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/%s.log", env->dir, logname);
+        if (!(fp = fopen(path, "r")))
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                n += strstr(line, what) != NULL;
+        fclose(fp);
+        return n;
+}
+
+int fls_t_wait_log(fls_tenv_t *env, const char *logname, const char *what, int timeout_ms)
+{
+        timeout_ms *= fls_t_slowdown();
+        for (int waited = 0; fls_t_log_count(env, logname, what) == 0; waited += 100) {
+                if (waited >= timeout_ms)
+                        return 0;
+                sleep_ms(100);
+        }
+        return 1;
+}
+
 int fls_t_metrics_port(const char *logfile)
 {
         static const char pat[] = "metrics on http://";

@@ -78,6 +78,12 @@ long fls_t_emitted(fls_tenv_t *env, const char *topic, int partitions);
 /* Rows of a CSV file less its header line; -1 if it cannot be opened. */
 long fls_t_csv_rows(const char *path);
 
+/* Lines of the log DIR/logname.log (fls_t_spawn's logfile, by the suites' naming)
+ * that hold what; 0 while the file does not exist. */
+int fls_t_log_count(fls_tenv_t *env, const char *logname, const char *what);
+/* Waits up to timeout_ms times fls_t_slowdown() for such a line: 1, or 0 if none came. */
+int fls_t_wait_log(fls_tenv_t *env, const char *logname, const char *what,
+                   int timeout_ms);
 /* The port a consumer's log (logfile) says its /metrics endpoint listens on, or -1. */
 int fls_t_metrics_port(const char *logfile);
 /* Sends request as it is to 127.0.0.1:port and returns the whole answer, read to EOF
