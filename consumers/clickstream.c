@@ -2431,11 +2431,10 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                             c->pace_slack + (double)(p->ts - start) / (double)c->sale_ms;
                         limit = share >= 1 ? c->budget_c
                                            : (int64_t)((double)c->budget_c * share);
-                        fls_emit_id(emit, p->partition, p->offset, "coupon", id,
-                                    sizeof(id));
                         snprintf(counter, sizeof(counter), "budget:%.*s",
                                  (int)p->camp_len, c->text + p->camp);
-                        p->claim = fls_claims_add(cl, counter, id,
+                        p->claim = fls_emit_claim(emit, counter, p->partition, p->offset,
+                                                  "coupon",
                                                   llround(c->coupon_value * 100), limit);
                         nclaims++;
                 }

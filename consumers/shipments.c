@@ -755,9 +755,8 @@ static int decide(void *app, fls_batch_t *b, fls_emit_t *emit, char *errstr,
                         fls_shipments_capacity_counter(s->text.buf + p->region,
                                                        p->region_len, p->ts, counter,
                                                        sizeof(counter));
-                        fls_emit_id(emit, p->partition, p->offset, "dispatch", id,
-                                    sizeof(id));
-                        fls_claims_add(claims, counter, id, 1, s->capacity);
+                        fls_emit_claim(emit, counter, p->partition, p->offset, "dispatch",
+                                       1, s->capacity);
                 }
                 if (fls_emit_claims_run(emit) < 0) {
                         snprintf(errstr, errstr_size, "stopping while claiming capacity");

@@ -162,7 +162,7 @@ Test(shipments, hand_built_shipments_get_the_expected_decisions, .fini = redis_f
         for (int i = 0; i < cap; i++) {
                 char id[32];
                 snprintf(id, sizeof(id), "earlier/%d", i);
-                fls_claims_add(cl, counter, id, 1, cap);
+                fls_claims_add(cl, counter, id, NULL, 0, 1, cap);
         }
         cr_assert_eq(fls_claims_run(st, cl, 3600, err, sizeof(err)), 0, "%s", err);
         fls_claims_reset(cl);
@@ -174,7 +174,7 @@ Test(shipments, hand_built_shipments_get_the_expected_decisions, .fini = redis_f
                 /* the far one in its own region r2, the flash one in full r9 */
                 fls_shipments_capacity_counter(order[j] == 1 ? "r2" : "r9", 2,
                                                raw[order[j]].ts_ms, c2, sizeof(c2));
-                fls_claims_add(cl, c2, id, 1, cap);
+                fls_claims_add(cl, c2, id, NULL, 0, 1, cap);
         }
         cr_assert_eq(fls_claims_run(st, cl, 3600, err, sizeof(err)), 0, "%s", err);
         for (size_t j = 0; j < m; j++)
@@ -214,7 +214,7 @@ Test(shipments, capacity_goes_to_the_highest_cost_first_and_replays_alike,
                 for (size_t j = 0; j < m; j++) {
                         char id[32];
                         snprintf(id, sizeof(id), "t/0/%zu/dispatch", order[j]);
-                        fls_claims_add(cl, "dispatch.r1.1", id, 1, 3);
+                        fls_claims_add(cl, "dispatch.r1.1", id, NULL, 0, 1, 3);
                 }
                 cr_assert_eq(fls_claims_run(st, cl, 3600, err, sizeof(err)), 0, "%s",
                              err);

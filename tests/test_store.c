@@ -498,10 +498,10 @@ Test(store, claims_never_exceed_the_limit_and_replay_identically)
         char err[256];
         int64_t used;
 
-        fls_claims_add(c, "budget:x", "a", 4, 10);
-        fls_claims_add(c, "budget:x", "b", 4, 10);
-        fls_claims_add(c, "budget:x", "c", 4, 10);
-        fls_claims_add(c, "budget:x", "d", 2, 10);
+        fls_claims_add(c, "budget:x", "a", NULL, 0, 4, 10);
+        fls_claims_add(c, "budget:x", "b", NULL, 0, 4, 10);
+        fls_claims_add(c, "budget:x", "c", NULL, 0, 4, 10);
+        fls_claims_add(c, "budget:x", "d", NULL, 0, 2, 10);
         cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
         cr_assert_eq(fls_claims_granted(c, 0), 4);
         cr_assert_eq(fls_claims_granted(c, 1), 4);
@@ -512,13 +512,101 @@ Test(store, claims_never_exceed_the_limit_and_replay_identically)
         /* A replay of the same decisions: same outcome, nothing spent again; "c"
          * stays refused. */
         fls_claims_reset(c);
-        fls_claims_add(c, "budget:x", "c", 4, 100);
-        fls_claims_add(c, "budget:x", "a", 4, 10);
+        fls_claims_add(c, "budget:x", "c", NULL, 0, 4, 100);
+        fls_claims_add(c, "budget:x", "a", NULL, 0, 4, 10);
         cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
         cr_assert_eq(fls_claims_granted(c, 0), 0);
         cr_assert_eq(fls_claims_granted(c, 1), 4);
         cr_assert_eq(fls_store_counter(st, "budget:x", &used, err, sizeof(err)), 0);
         cr_assert_eq(used, 10);
+        fls_claims_destroy(c);
+        fls_store_destroy(st);
+}
+
+/* Whether Redis holds a record of claim id on counter "budget:y" (one was run there). */
+static int claim_recorded(const char *id)
+{
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "HEXISTS 't:{budget:y}:ids' %s", id);
+        char *v = fls_t_redis_cli(&env, cmd);
+        int yes = v && atoi(v) == 1;
+        free(v);
+        return yes;
+}
+
+/* One claim on "budget:y" from stream "s/0" at position pos; returns the grant. */
+static int64_t run1(fls_store_t *st, fls_claims_t *c, const char *id, int64_t pos,
+                    int64_t amount, int64_t limit)
+{
+        char err[256];
+        fls_claims_reset(c);
+        fls_claims_add(c, "budget:y", id, "s/0", pos, amount, limit);
+        cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+        return fls_claims_granted(c, 0);
+}
+
+/* Claims that the counter's last seen value refuses, past every position granted, are
+ * refused without a round trip; anything else still goes to Redis, so a claim granted
+ * once is granted again, whoever asks. */
+Test(store, claims_a_spent_counter_refuses_stay_local)
+{
+        fls_store_t *st = store();
+        fls_claims_t *c = fls_claims_new(), *other = fls_claims_new();
+        char err[256];
+
+        cr_assert_eq(run1(st, c, "a", 1, 6, 10), 6, "nothing seen yet: Redis grants");
+        cr_assert_eq(run1(st, c, "b", 2, 6, 10), 0);
+        cr_assert_not(claim_recorded("b"), "refused here, never sent");
+        cr_assert_eq(fls_claims_used(c, 0), 6);
+        cr_assert_eq(fls_claims_local(c), 1);
+        cr_assert_eq(run1(st, c, "c", 3, 4, 10), 4, "fits: asked and granted");
+        cr_assert_eq(run1(st, c, "d", 4, 4, 20), 4, "a higher limit: asked");
+        cr_assert_eq(fls_claims_local(c), 1);
+
+        /* Replays (positions granted before) ask Redis: the same answers. */
+        cr_assert_eq(run1(st, c, "a", 1, 6, 10), 6);
+        cr_assert_eq(run1(st, c, "b", 2, 6, 10), 0);
+        cr_assert(claim_recorded("b"));
+        cr_assert_eq(fls_claims_local(c), 1);
+
+        /* Another stream spends meanwhile: the value seen (14) is a lower bound, so a
+         * claim it would let through is asked, and Redis refuses it (17 + 6 > 20). */
+        fls_claims_add(other, "budget:y", "e", "s/1", 1, 3, 100);
+        cr_assert_eq(fls_claims_run(st, other, 3600, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(run1(st, c, "f", 5, 6, 20), 0);
+        cr_assert(claim_recorded("f"));
+        cr_assert_eq(fls_claims_used(c, 0), 17);
+        cr_assert_eq(run1(st, c, "g", 6, 100, 10), 0);
+        cr_assert_not(claim_recorded("g"));
+
+        /* A new process replaying s/0 from the start (its partitions' state wiped):
+         * it learns the highest position granted, so "d" (17 + 4 > 20 now) is asked
+         * and granted again. */
+        fls_claims_t *again = fls_claims_new();
+        cr_assert_eq(run1(st, again, "x", 7, 100, 10), 0);
+        cr_assert_eq(run1(st, again, "d", 4, 4, 20), 4);
+        fls_claims_destroy(again);
+
+        /* Forgotten values (another owner, lost writes) are asked for again. */
+        fls_claims_forget(c);
+        cr_assert_eq(run1(st, c, "h", 8, 100, 10), 0);
+        cr_assert(claim_recorded("h"));
+
+        /* So are values seen on a connection that has since failed. */
+        free(fls_t_redis_cli(&env, "SET 't:{budget:z}' x"));
+        fls_claims_reset(c);
+        fls_claims_add(c, "budget:z", "i", "s/0", 9, 1, 10);
+        cr_assert_neq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0);
+        cr_assert_eq(run1(st, c, "j", 10, 100, 10), 0);
+        cr_assert(claim_recorded("j"));
+
+        /* Without a stream, always asked. */
+        fls_claims_reset(c);
+        fls_claims_add(c, "budget:y", "k", NULL, 0, 100, 10);
+        cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+        cr_assert(claim_recorded("k"));
+        cr_assert_eq(fls_claims_local(c), 2);
+        fls_claims_destroy(other);
         fls_claims_destroy(c);
         fls_store_destroy(st);
 }

@@ -93,8 +93,9 @@ struct runner {
         fls_counter_t *m_in, *m_late, *m_bad[FLS_BAD__COUNT], *m_stale, *m_redis_err;
         fls_hist_t *m_batch, *m_redis, *m_claims, *m_flush;
         fls_gauge_t *m_lag, *m_mbytes, *m_mslabs;
-        fls_counter_t *m_mhit, *m_mmiss, *m_mdiff;
+        fls_counter_t *m_mhit, *m_mmiss, *m_mdiff, *m_claims_local;
         fls_mirror_stats_t mlast; /* mirror stats already counted */
+        int64_t claims_local;     /* fls_claims_local already counted */
 };
 typedef struct runner runner_t;
 
@@ -222,6 +223,16 @@ fls_claims_t *fls_emit_claims(fls_emit_t *e)
         return e->claims;
 }
 
+int fls_emit_claim(fls_emit_t *e, const char *counter, int32_t partition, int64_t offset,
+                   const char *kind, int64_t amount, int64_t limit)
+{
+        char id[512], stream[300];
+
+        fls_emit_id(e, partition, offset, kind, id, sizeof(id));
+        snprintf(stream, sizeof(stream), "%s/%d", e->in_topic, (int)partition);
+        return fls_claims_add(e->claims, counter, id, stream, offset, amount, limit);
+}
+
 avro_value_t *fls_emit_begin(fls_emit_t *e)
 {
         return fls_codec_out(e->codec);
@@ -265,6 +276,14 @@ static void nap(runner_t *r, int ms)
         }
 }
 
+/* An error on the state connection may mean Redis restarted and lost its last
+ * writes, counters included: the claims' last seen values go too. */
+static void store_failed(runner_t *r)
+{
+        fls_counter_add(r->m_redis_err, 1);
+        fls_claims_forget(r->emit.claims);
+}
+
 /* Redis being down is not fatal: the consumer holds its batch and retries with
  * backoff until Redis is back. Returns -1 only when asked to stop meanwhile. */
 static int apply_retry(runner_t *r, fls_batch_t **bs, size_t n)
@@ -274,7 +293,7 @@ static int apply_retry(runner_t *r, fls_batch_t **bs, size_t n)
         double t0 = now_s();
 
         while (fls_store_apply(r->store, bs, n, err, sizeof(err))) {
-                fls_counter_add(r->m_redis_err, 1);
+                store_failed(r);
                 fls_metrics_set_health(r->metrics, 0, err);
                 fls_log(FLS_LOG_WARN, "runner", "%s; retrying in %d ms", err, backoff);
                 nap(r, backoff);
@@ -303,6 +322,9 @@ int fls_emit_claims_run(fls_emit_t *e)
                 backoff = backoff * 2 > r->retry_max_ms ? r->retry_max_ms : backoff * 2;
         }
         fls_hist_observe(r->m_claims, now_s() - t0);
+        fls_counter_add(r->m_claims_local,
+                        (uint64_t)(fls_claims_local(e->claims) - r->claims_local));
+        r->claims_local = fls_claims_local(e->claims);
         return 0;
 }
 
@@ -377,6 +399,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
         rd_kafka_error_t *e = NULL;
 
+        /* Another owner may claim for these partitions in between (fls_claims_run). */
+        fls_claims_forget(r->emit.claims);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 if (load_parts(r, parts)) {
                         /* Stopping while Redis was down: nothing is assigned, and
@@ -558,7 +582,7 @@ static void send_batches(runner_t *r, fls_batch_t **bs, size_t from, size_t to, 
         for (size_t k = from; k < to && !*down; k++) {
                 if (fls_store_send(r->store, bs[k], err, sizeof(err)) == 0)
                         continue;
-                fls_counter_add(r->m_redis_err, 1);
+                store_failed(r);
                 fls_log(FLS_LOG_WARN, "runner", "%s; will apply the poll again", err);
                 *down = 1;
         }
@@ -580,7 +604,7 @@ static int recv_retry(runner_t *r, fls_batch_t **bs, size_t k, size_t nb, int *r
                 *waited += now_s() - t0;
                 return 0;
         }
-        fls_counter_add(r->m_redis_err, 1);
+        store_failed(r);
         fls_log(FLS_LOG_WARN, "runner", "%s; applying the rest of the poll again", err);
         *resent = 1;
         return apply_retry(r, bs + k, nb - k);
@@ -696,6 +720,8 @@ static void process(runner_t *r, size_t n)
                                 r->topic, (int)bpart[k]);
                         p->reseek = 1;
                         posts_drop(p, p->nposts);
+                        fls_claims_forget(
+                            r->emit.claims); /* Redis may have lost writes */
                         continue;
                 }
                 if (p->attached)
@@ -792,6 +818,7 @@ static void record_emitted(runner_t *r)
                 if (fls_batch_stale(bs[k])) {
                         /* Redis lost writes: start over from what it holds. */
                         fls_counter_add(r->m_stale, 1);
+                        fls_claims_forget(r->emit.claims);
                         p->reseek = 1;
                         posts_drop(p, p->nposts);
                         continue;
@@ -970,6 +997,11 @@ static int setup(runner_t *r, char *errstr, size_t errstr_size)
                     fls_metrics_hist(r->metrics, "flashstream_claims_seconds",
                                      "Time one round of claims on global counters took.",
                                      lbl, lat, sizeof(lat) / sizeof(lat[0]));
+                r->m_claims_local = fls_metrics_counter(
+                    r->metrics, "flashstream_claims_refused_locally_total",
+                    "Claims refused without a round trip: the counter's last value "
+                    "seen already refuses them.",
+                    lbl);
                 r->m_flush = fls_metrics_hist(
                     r->metrics, "flashstream_flush_seconds",
                     "Time a poll waited for its outputs to be acknowledged.", lbl, lat,

@@ -94,8 +94,11 @@ void fls_emit_defer(fls_emit_t *e, int32_t partition, const char *entity,
 /* Claims on global counters for this batch's decisions: queue them on
  * fls_emit_claims(), run them with fls_emit_claims_run() (one round trip, retried
  * while Redis is down; -1 only when the process is stopping), then read the results.
- * The runner resets the claims before every decide(). */
+ * The runner resets the claims before every decide(). fls_emit_claim queues one,
+ * named by the input event it decides on (its id is fls_emit_id's); returns its index. */
 fls_claims_t *fls_emit_claims(fls_emit_t *e);
+int fls_emit_claim(fls_emit_t *e, const char *counter, int32_t partition, int64_t offset,
+                   const char *kind, int64_t amount, int64_t limit);
 int fls_emit_claims_run(fls_emit_t *e);
 
 /* Runs the app until SIGINT/SIGTERM (or *stop becomes non-zero); returns the exit

@@ -261,6 +261,7 @@ struct famx {
 
 struct fls_store {
         redisContext *rc;
+        uint64_t conns; /* connections made so far: what a claims cache was seen on */
         char *host;
         int port, timeout_ms;
         char *prefix;
@@ -461,6 +462,7 @@ int fls_store_connect(fls_store_t *st, char *errstr, size_t errstr_size)
                 return -1;
         }
         redisSetTimeout(st->rc, tv);
+        st->conns++;
         r = redisCommand(st->rc, "SCRIPT LOAD %s", apply_lua);
         if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
                 snprintf(errstr, errstr_size, "redis %s:%d: SCRIPT LOAD: %s", st->host,
@@ -2193,31 +2195,65 @@ int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
 
 /* ---- claims ------------------------------------------------------------------- */
 
+/* KEYS: the counter, its ids. ARGV: id, amount, limit, ids TTL, the claim's stream ('':
+ * none) and position in it. The counter also keeps, per stream, the highest position
+ * granted ("hw:<stream>"): above it no id of the stream was ever granted. */
 static const char claim_lua[] =
     "local g = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')\n"
-    "if g then return {tonumber(g), used} end\n"
+    "local hf, hw = 'hw:' .. ARGV[5], -1\n"
+    "if ARGV[5] ~= '' then hw = tonumber(redis.call('HGET', KEYS[1], hf) or '-1') end\n"
+    "if g then return {tonumber(g), used, hw} end\n"
     "local amount = tonumber(ARGV[2])\n"
     "if used + amount <= tonumber(ARGV[3]) then\n"
     "  used = redis.call('HINCRBY', KEYS[1], 'used', amount)\n"
     "  g = amount\n"
+    "  if ARGV[5] ~= '' and tonumber(ARGV[6]) > hw then\n"
+    "    hw = tonumber(ARGV[6])\n"
+    "    redis.call('HSET', KEYS[1], hf, ARGV[6])\n"
+    "  end\n"
     "else\n"
     "  g = 0\n"
     "end\n"
     "redis.call('HSET', KEYS[2], ARGV[1], g)\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
-    "return {g, used}\n";
+    "return {g, used, hw}\n";
 
 struct claim {
-        char *counter, *id;
-        int64_t amount, limit, granted, used;
+        char *counter, *id, *stream;
+        int64_t pos, amount, limit, granted, used;
+        int local; /* refused without asking Redis */
 };
+
+/*
+ * What the last reply for a (counter, stream) showed: the counter's value and the
+ * highest position of the stream ever granted on it. Claims only add to a counter, so
+ * Redis holds at least that value; a claim past the position was never granted. Such
+ * a claim that the value already refuses is refused without asking: Redis would
+ * refuse it too, now and on any replay. The position is exact only while this process
+ * is the stream's one claimant, hence fls_claims_forget on every change of owner.
+ */
+struct seen {
+        char *key; /* counter '\n' stream */
+        int64_t used, hw;
+        uint64_t stamp; /* last use, for replacing the oldest */
+};
+
+/* (counter, stream) pairs in use at once: campaigns or regions x hours, times the
+ * partitions a process owns; beyond that the oldest pair is asked about again. */
+#define SEEN_MAX 256
 
 struct fls_claims {
         struct claim *v;
         size_t n, cap;
         char sha[41];
         redisContext *loaded_on; /* the connection the script was loaded on */
+        struct seen seen[SEEN_MAX];
+        size_t nseen;
+        uint64_t seen_conn, clock; /* st->conns the values were seen on */
+        int64_t local;             /* claims refused without asking Redis */
+        char *key;                 /* seen_find's key buffer */
+        size_t key_cap;
 };
 
 fls_claims_t *fls_claims_new(void)
@@ -2230,8 +2266,18 @@ void fls_claims_reset(fls_claims_t *c)
         for (size_t i = 0; i < c->n; i++) {
                 free(c->v[i].counter);
                 free(c->v[i].id);
+                free(c->v[i].stream);
         }
         c->n = 0;
+}
+
+void fls_claims_forget(fls_claims_t *c)
+{
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->nseen; i++)
+                free(c->seen[i].key);
+        c->nseen = 0;
 }
 
 void fls_claims_destroy(fls_claims_t *c)
@@ -2239,12 +2285,57 @@ void fls_claims_destroy(fls_claims_t *c)
         if (!c)
                 return;
         fls_claims_reset(c);
+        fls_claims_forget(c);
         free(c->v);
+        free(c->key);
         free(c);
 }
 
-int fls_claims_add(fls_claims_t *c, const char *counter, const char *id, int64_t amount,
-                   int64_t limit)
+int64_t fls_claims_local(const fls_claims_t *c)
+{
+        return c->local;
+}
+
+/* The pair of cl, or NULL. A linear scan: claims are a few per batch. */
+static struct seen *seen_find(fls_claims_t *c, const struct claim *cl)
+{
+        size_t nc = strlen(cl->counter), ns = strlen(cl->stream);
+        c->key = fls_grow(c->key, &c->key_cap, nc + ns + 2, 1);
+        memcpy(c->key, cl->counter, nc);
+        c->key[nc] = '\n';
+        memcpy(c->key + nc + 1, cl->stream, ns + 1);
+        for (size_t i = 0; i < c->nseen; i++)
+                if (strcmp(c->seen[i].key, c->key) == 0) {
+                        c->seen[i].stamp = ++c->clock;
+                        return &c->seen[i];
+                }
+        return NULL;
+}
+
+static void seen_note(fls_claims_t *c, const struct claim *cl, int64_t hw)
+{
+        struct seen *s = seen_find(c, cl);
+        if (!s) {
+                if (c->nseen < SEEN_MAX) {
+                        s = &c->seen[c->nseen++];
+                } else {
+                        s = &c->seen[0];
+                        for (size_t i = 1; i < c->nseen; i++)
+                                if (c->seen[i].stamp < s->stamp)
+                                        s = &c->seen[i];
+                        free(s->key);
+                }
+                if (!(s->key = strdup(c->key)))
+                        abort();
+                s->used = cl->used;
+                s->stamp = ++c->clock;
+        }
+        s->used = cl->used > s->used ? cl->used : s->used;
+        s->hw = hw;
+}
+
+int fls_claims_add(fls_claims_t *c, const char *counter, const char *id,
+                   const char *stream, int64_t pos, int64_t amount, int64_t limit)
 {
         struct claim *cl;
 
@@ -2252,8 +2343,10 @@ int fls_claims_add(fls_claims_t *c, const char *counter, const char *id, int64_t
         cl = &c->v[c->n];
         cl->counter = strdup(counter);
         cl->id = strdup(id);
-        if (!cl->counter || !cl->id)
+        cl->stream = stream ? strdup(stream) : NULL;
+        if (!cl->counter || !cl->id || (stream && !cl->stream))
                 abort();
+        cl->pos = pos;
         cl->amount = amount;
         cl->limit = limit;
         cl->granted = cl->used = 0;
@@ -2278,9 +2371,24 @@ int64_t fls_claims_used(const fls_claims_t *c, int idx)
 int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *errstr,
                    size_t errstr_size)
 {
-        size_t i;
+        size_t i, nsent = 0;
 
         if (c->n == 0)
+                return 0;
+        if (!st->rc || c->seen_conn != st->conns)
+                fls_claims_forget(c); /* a new connection: Redis may have restarted */
+        for (i = 0; i < c->n; i++) {
+                struct claim *cl = &c->v[i];
+                const struct seen *s = cl->stream ? seen_find(c, cl) : NULL;
+                cl->local = s && cl->pos > s->hw && s->used + cl->amount > cl->limit;
+                if (cl->local) {
+                        cl->granted = 0;
+                        cl->used = s->used;
+                        c->local++;
+                }
+                nsent += !cl->local;
+        }
+        if (nsent == 0)
                 return 0;
         if (fls_store_connect(st, errstr, errstr_size) || settle(st, errstr, errstr_size))
                 return -1;
@@ -2303,16 +2411,22 @@ int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *er
         for (i = 0; i < c->n; i++) {
                 struct claim *cl = &c->v[i];
                 char k1[512], k2[520];
+                if (cl->local)
+                        continue;
                 snprintf(k1, sizeof(k1), "%s:{%s}", st->prefix, cl->counter);
                 snprintf(k2, sizeof(k2), "%s:ids", k1);
-                redisAppendCommand(st->rc, "EVALSHA %s 2 %s %s %s %lld %lld %lld", c->sha,
-                                   k1, k2, cl->id, (long long)cl->amount,
-                                   (long long)cl->limit, (long long)ids_ttl_s);
+                redisAppendCommand(st->rc, "EVALSHA %s 2 %s %s %s %lld %lld %lld %s %lld",
+                                   c->sha, k1, k2, cl->id, (long long)cl->amount,
+                                   (long long)cl->limit, (long long)ids_ttl_s,
+                                   cl->stream ? cl->stream : "", (long long)cl->pos);
         }
         for (i = 0; i < c->n; i++) {
+                struct claim *cl = &c->v[i];
                 redisReply *r = NULL;
+                if (cl->local)
+                        continue;
                 if (redisGetReply(st->rc, (void **)&r) != REDIS_OK || !r ||
-                    r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                    r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
                         snprintf(errstr, errstr_size, "redis: claim: %s",
                                  r && r->type == REDIS_REPLY_ERROR ? r->str
                                                                    : st->rc->errstr);
@@ -2322,10 +2436,13 @@ int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *er
                         c->loaded_on = NULL;
                         return -1;
                 }
-                c->v[i].granted = r->element[0]->integer;
-                c->v[i].used = r->element[1]->integer;
+                cl->granted = r->element[0]->integer;
+                cl->used = r->element[1]->integer;
+                if (cl->stream)
+                        seen_note(c, cl, r->element[2]->integer);
                 freeReplyObject(r);
         }
+        c->seen_conn = st->conns;
         return 0;
 }
 

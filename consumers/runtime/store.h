@@ -199,7 +199,7 @@ int fls_store_hgetall(fls_store_t *st, const char *key, const fls_hash_t **out,
  * changed by a script that claims an amount under a limit, idempotently by claim id:
  * an id granted once is granted again with the same amount, an id refused once stays
  * refused, so a replayed decision can neither spend twice nor change its outcome.
- *   <prefix>:{<counter>}       used
+ *   <prefix>:{<counter>}       used; hw:<stream>, the highest position granted
  *   <prefix>:{<counter>}:ids   claim id -> amount granted (0: refused), with a TTL
  * All claims of a batch go out in one pipelined round trip. */
 typedef struct fls_claims fls_claims_t;
@@ -207,13 +207,26 @@ typedef struct fls_claims fls_claims_t;
 fls_claims_t *fls_claims_new(void);
 void fls_claims_destroy(fls_claims_t *c);
 void fls_claims_reset(fls_claims_t *c);
-/* Queues a claim; returns its index. Strings are copied. */
-int fls_claims_add(fls_claims_t *c, const char *counter, const char *id, int64_t amount,
-                   int64_t limit);
+/* Queues a claim; returns its index. Strings are copied. stream and pos name the
+ * input the claim decides on (e.g. "clickstream/3" and the event's offset; NULL: none):
+ * they let fls_claims_run refuse it without a round trip when that is Redis's answer. */
+int fls_claims_add(fls_claims_t *c, const char *counter, const char *id,
+                   const char *stream, int64_t pos, int64_t amount, int64_t limit);
 /* Runs the queued claims (one round trip); on a Redis error the connection is dropped
- * and -1 returned: the same claims can be run again. */
+ * and -1 returned: the same claims can be run again.
+ * A claim whose counter, as the last reply for its (counter, stream) showed it,
+ * already refuses it, at a position of the stream above any ever granted on that
+ * counter, is refused here: no round trip, no record in Redis. That is Redis's
+ * answer, now and on any replay, because claims only add to a counter and the limit is
+ * the caller's. Most claims on a spent budget go this way. It holds while this process
+ * is the stream's only claimant and Redis keeps its writes: call fls_claims_forget
+ * when partitions change owner and when Redis may have lost writes (a stale batch, an
+ * error on another connection); a new connection forgets by itself. */
 int fls_claims_run(fls_store_t *st, fls_claims_t *c, int64_t ids_ttl_s, char *errstr,
                    size_t errstr_size);
+void fls_claims_forget(fls_claims_t *c);
+/* Claims refused without asking Redis, in all runs so far. */
+int64_t fls_claims_local(const fls_claims_t *c);
 size_t fls_claims_count(const fls_claims_t *c);
 int64_t fls_claims_granted(const fls_claims_t *c, int idx);
 /* The counter's value after the claim (spent so far), e.g. for budget pacing. */
