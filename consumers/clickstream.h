@@ -51,7 +51,8 @@ typedef struct fls_click_feat {
         int coupon_taken, reminded;
         int64_t sale_start;  /* learned or configured; -1: not begun here */
         double part_conv_5m; /* partition's purchases / cart adds, 5 minutes */
-        /* Scores and the policy's choice */
+        /* Scores and the policy's choice. A score no decision reads is NaN (see
+         * clickstream.c, "Scoring"); an action sent carries both. */
         float intent, participation;
         double min_intent; /* the coupon threshold after pacing */
         int kind;          /* FLS_CLICK_*, before the budget claim */
