@@ -33,6 +33,9 @@
 #           "throughput hot latency rss"), FLS_BENCH_APPS (default all three),
 #           FLS_BUILD (build folder, default build), FLS_BENCH_WAIT_QUIET=N (wait up
 #           to N s for load < 1 before each measurement; default 0: just log it),
+#           FLS_BENCH_LAT_BASE (events/s the latency runs take 50% and 70% of,
+#           instead of the sustained rate just measured: to compare builds at one
+#           input rate),
 #           FLS_BENCH_LAT_OPTS (options for the latency runs: kafka.* ones go to the
 #           simulator, the consumer and the probe, the others to the consumer; e.g.
 #           "--batch.max_ms=5 --kafka.fetch.wait.max.ms=2").
@@ -295,8 +298,8 @@ if [[ " $PHASES " == *" latency "* ]]; then
                         lat_opts=("${SIM_B[@]}")
                         counts=$counts_b
                 fi
-                base=${RATE[$app]:-}
-                [ -n "$base" ] || fail "latency needs the throughput phase for $app"
+                base=${FLS_BENCH_LAT_BASE:-${RATE[$app]:-}}
+                [ -n "$base" ] || fail "latency needs the throughput phase for $app (or FLS_BENCH_LAT_BASE)"
                 share=$(awk -v a="$(count_of "$app" "$counts")" -v c="$(count_of clickstream "$counts")" \
                         'BEGIN { print a / c }')
                 for pctl in 50 70; do
