@@ -579,6 +579,13 @@ Test(store, claims_a_spent_counter_refuses_stay_local)
         cr_assert_eq(run1(st, c, "g", 6, 100, 10), 0);
         cr_assert_not(claim_recorded("g"));
 
+        /* A reply for another stream of the counter (18 now) counts for s/0 too. */
+        fls_claims_reset(c);
+        fls_claims_add(c, "budget:y", "m", "s/2", 1, 1, 100);
+        cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(run1(st, c, "n", 11, 3, 20), 0);
+        cr_assert_not(claim_recorded("n"), "17 + 3 fits, 18 + 3 does not");
+
         /* A new process replaying s/0 from the start (its partitions' state wiped):
          * it learns the highest position granted, so "d" (17 + 4 > 20 now) is asked
          * and granted again. */
@@ -605,7 +612,7 @@ Test(store, claims_a_spent_counter_refuses_stay_local)
         fls_claims_add(c, "budget:y", "k", NULL, 0, 100, 10);
         cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
         cr_assert(claim_recorded("k"));
-        cr_assert_eq(fls_claims_local(c), 2);
+        cr_assert_eq(fls_claims_local(c), 3);
         fls_claims_destroy(other);
         fls_claims_destroy(c);
         fls_store_destroy(st);

@@ -2330,8 +2330,13 @@ static void seen_note(fls_claims_t *c, const struct claim *cl, int64_t hw)
                 s->used = cl->used;
                 s->stamp = ++c->clock;
         }
-        s->used = cl->used > s->used ? cl->used : s->used;
         s->hw = hw;
+        /* The value is the counter's, whichever stream asked: a lower bound for each
+         * of its pairs, so one partition's refusals follow another's grants. */
+        for (size_t i = 0, nc = strlen(cl->counter); i < c->nseen; i++)
+                if (c->seen[i].used < cl->used &&
+                    strncmp(c->seen[i].key, c->key, nc + 1) == 0)
+                        c->seen[i].used = cl->used;
 }
 
 int fls_claims_add(fls_claims_t *c, const char *counter, const char *id,
