@@ -361,20 +361,21 @@ mir_told=$(cat "$RUN"/clean/*.log | grep -c '"msg":"mirror: ' || true)
 # ---- checks ------------------------------------------------------------------
 C=$RUN/check
 mkdir -p "$C"
-# A clickstream user's history (u:<user>:h) is a list that deferred pushes append to:
-# a replay over recorded writes pushes copies of entries it holds, which its reader
-# skips (consumers/clickstream.c, load_user). Compared as the reader sees it: copies
-# (an offset at or below one already seen) left out, then the last 16 entries (the
-# LSTM's sequence; the last one holds the user's state), renumbered.
+# A clickstream user's history (u:<user>:h) and a category's views (k:<cat>:tr) are
+# lists that deferred pushes append to: a replay over recorded writes pushes copies of
+# entries they hold, which their readers skip (consumers/clickstream.c, load_user,
+# load_cat). Compared as the reader sees them: copies (an offset at or below one
+# already seen) left out, then the last entries read (16 for the LSTM's sequence, the
+# last one holding the user's state; 200 for trending), renumbered.
 hist_view() {
         awk -F'\t' 'BEGIN { OFS = "\t" }
         function flush(   k, from) {
-                from = n > 16 ? n - 16 : 0
+                from = n > keep ? n - keep : 0
                 for (k = from; k < n; k++) print key, "[" (k - from) "]", item[k]
                 n = 0; key = ""
         }
-        $1 ~ /^fs:\{clickstream\.[0-9]+\}:u:.*:h$/ && $2 ~ /^\[[0-9]+\]$/ {
-                if ($1 != key) { flush(); key = $1; max = "" }
+        $1 ~ /^fs:\{clickstream\.[0-9]+\}:(u:.*:h|k:.*:tr)$/ && $2 ~ /^\[[0-9]+\]$/ {
+                if ($1 != key) { flush(); key = $1; max = ""; keep = $1 ~ /:h$/ ? 16 : 200 }
                 split($3, a, " ")
                 if (max != "" && a[1] + 0 <= max) next
                 max = a[1] + 0; item[n++] = $3; next

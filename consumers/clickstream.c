@@ -30,9 +30,9 @@
  *      batch and a new one of the same partition, and the first one's deferred
  *      writes land only with the next poll). Snapshots are SET/MAX, so a script
  *      applied twice (a lost reply, retried) changes nothing, except the user's
- *      history, a list each batch appends to: its reader skips the copies that a
- *      script applied twice or a replay pushes. Snapshots are lists of
- *      offset-tagged events (with the state after each) and are read as of the
+ *      history and the category's views, lists each batch appends to: their readers
+ *      skip the copies that a script applied twice or a replay pushes. Snapshots are
+ * lists of offset-tagged events (with the state after each) and are read as of the
  *      entity's first event of the poll, leaving out what is at or after it: a
  *      stopping runner records the deferred writes of its last batch without moving
  *      "emitted" (its teardown keeps the mark it had), so the restart can replay
@@ -58,8 +58,9 @@
  *   s:<sku>        lifetime counts; s:<sku>:sku 1-minute buckets of views, cart adds and
  *                  purchases (10 minutes): per-minute counts, 5-minute conversion,
  *                  trend = last minute / mean minute of the last 10
- *   k:<category>   snapshot tr: the category's last TR_KEEP views "3 offset ts sku
- *                  ..." (trending reads the last TRENDING_VIEWS)
+ *   k:<category>:tr  the category's last TR_KEEP views, a list appended to like
+ *                  the user's history: "offset ts sku" each (trending reads the last
+ *                  TRENDING_VIEWS)
  *   p:all          sale_neg (minus the first campaign event time, as applied),
  *                  sale_d (the same as a snapshot), sale_s "3 (offset sale)*" (its
  *                  last SALE_CH changes), capped_users; p:all:sku the
@@ -229,15 +230,18 @@ static const char *const sku_feats[] = {"view", "cart_add", "purchase", NULL};
 #define UH      (2 * T)
 #define TR_KEEP (2 * TRENDING_VIEWS)
 #define SALE_CH 8
+/* A category's views expire an hour after its last one. */
+#define CAT_TTL_S 3600
 /* Entries kept in a user's record for the inactive sweep (see p:pre). */
 #define PRE_KEEP 4
-enum { FAM_ACT, FAM_SKU, FAM_JRN, FAM_HIST };
+enum { FAM_ACT, FAM_SKU, FAM_JRN, FAM_HIST, FAM_TR };
 /* act and sku first: tools/features.c reads them by index. */
 static const fls_family_t families[] = {
     {"act", 60000, 30 * 60000, types, 0},
     {"sku", 60000, 10 * 60000, sku_feats, 0},
     {"j", 0, JOURNAL_CAP, NULL, 3600},
-    {"h", 0, UH, NULL, -1}, /* TTL: clickstream.user_ttl_s, with each push */
+    {"h", 0, UH, NULL, -1},       /* TTL: clickstream.user_ttl_s, with each push */
+    {"tr", 0, TR_KEEP, NULL, -1}, /* TTL: CAT_TTL_S, with each push */
     {NULL, 0, 0, NULL, 0},
 };
 static const char *const kind_names[] = {"coupon", "reminder", "recommendation"};
@@ -327,6 +331,7 @@ struct ov {
         /* 'k': an array of the pool (see trpool), only while the poll holds it */
         struct trv *tr;
         size_t ntr, tr_cap;
+        size_t tr_sent; /* views before it are in Redis's list or pushed already */
         /* 'p' */
         int64_t sale; /* learned sale start, -1 */
         struct {
@@ -1052,8 +1057,7 @@ static void update(void *app, avro_value_t *v, fls_batch_t *b, const fls_event_t
         if (type == VIEW && clen) {
                 int k;
                 k = fls_batch_entity(b, ent, put_key(ent, 'k', cat, clen));
-                fls_batch_expire(b, k, 3600);
-                p->r_cat = fls_batch_read(b, k, -1);
+                p->r_cat = fls_batch_read(b, k, FAM_TR);
         }
         if (slen == 0)
                 return;
@@ -1289,34 +1293,29 @@ static void load_user(struct ov *o, const fls_hash_t *h, int64_t off)
         o->act_ts = o->hist[o->nh - 1].act_ts;
 }
 
-/* Loads a category's snapshot as of offset o: "3 (off ts sku)*", its last TR_KEEP
- * views; views at or after o are left out (see load_user). */
-static void load_cat(clickstream_t *c, struct ov *o, const char *s, int64_t off)
+/* Loads a category's views as of offset off from its list, "off ts sku" each, oldest
+ * first: copies pushed twice and views at or after off are left out (see load_user);
+ * on a malformed entry, the views read so far. */
+static void load_cat(clickstream_t *c, struct ov *o, const fls_hash_t *h, int64_t off)
 {
-        if (!s || strncmp(s, "3", 1) != 0)
-                return;
-        s += 1;
-        while (*s == ' ') {
-                const char *end = s + 1;
+        o->ntr = o->tr_sent = 0;
+        for (size_t k = 0; k < h->n; k++) {
+                const char *s = h->fields[k], *sk;
                 int64_t of, ts;
-                const char *sk;
                 size_t len;
-                if (get_i64(&end, &of) < 0 || *end != ' ')
-                        return;
-                end++;
-                if (get_i64(&end, &ts) < 0) /* as strtoll: no digits read 0 */
-                        ts = 0;
-                if (*end != ' ')
-                        return;
-                sk = end + 1;
-                len = strcspn(sk, " ");
+                if (get_i64(&s, &of) < 0 || get_i64(&s, &ts) < 0 || *s != ' ')
+                        break;
+                sk = s + 1;
+                len = strlen(sk);
                 if (len == 0 || len > 60 || of >= off)
-                        return;
+                        break;
+                if (o->ntr > 0 && of <= o->tr[o->ntr - 1].off)
+                        continue;
                 o->tr = fls_grow(o->tr, &o->tr_cap, o->ntr + 1, sizeof(*o->tr));
                 o->tr[o->ntr++] =
                     (struct trv){ts, fls_isim_sku_id(sk, len), keep(c, sk, len), len, of};
-                s = sk + len;
         }
+        o->tr_sent = o->ntr;
 }
 
 /* Loads the partition's learned sale start as of offset o: "3 (off sale)*", its
@@ -1807,9 +1806,7 @@ static void features(clickstream_t *c, struct pending *p, size_t k, fls_click_fe
                 p->ov_cat = ov_get(c, p->partition, 'k', p->cat, p->cat_len, &fresh);
                 kc = &c->ov[p->ov_cat];
                 if (fresh) {
-                        kc->ntr = 0;
-                        load_cat(c, kc, fls_hash_get(fls_batch_reply(b, p->r_cat), "tr"),
-                                 p->offset);
+                        load_cat(c, kc, fls_batch_reply(b, p->r_cat), p->offset);
                 }
                 kc->touch = c->nbatch;
                 if (!p->late) {
@@ -1964,25 +1961,21 @@ static void snapshot_writes(clickstream_t *c)
                 if (o->touch != c->nbatch)
                         continue;
                 if (o->kind == 'k') {
-                        /* ~25 bytes a view, TR_KEEP of them: ~10 kB per category */
-                        /* at most 2 x 21 + 1 + 60 bytes a view (skus are <= 60) */
-                        size_t from = o->ntr > TR_KEEP ? o->ntr - TR_KEEP : 0;
-                        char *q;
-                        c->sbuf =
-                            fls_grow(c->sbuf, &c->sbuf_cap, (o->ntr - from) * 110 + 8, 1);
-                        q = c->sbuf;
-                        *q++ = '3';
-                        for (size_t k = from; k < o->ntr; k++) {
-                                q = put_sp_i64(q, o->tr[k].off);
+                        /* The batch's views, appended: ~30 bytes each, where a
+                         * snapshot of the last TR_KEEP views (~10 kB) was written
+                         * per category and batch. */
+                        elen = put_key(ent, 'k', c->text + o->key, o->key_len);
+                        c->sbuf = fls_grow(c->sbuf, &c->sbuf_cap, 2 * 21 + 1 + 64, 1);
+                        for (size_t k = o->tr_sent; k < o->ntr; k++) {
+                                char *q = put_i64(c->sbuf, o->tr[k].off);
                                 q = put_sp_i64(q, o->tr[k].ts);
                                 *q++ = ' ';
                                 memcpy(q, c->text + o->tr[k].sku, o->tr[k].sku_len);
                                 q += o->tr[k].sku_len;
+                                wadd(c, o->partition, ent, elen, FLS_DEFER_PUSH, "tr",
+                                     CAT_TTL_S, c->sbuf, (size_t)(q - c->sbuf));
                         }
-                        len = (size_t)(q - c->sbuf);
-                        elen = put_key(ent, 'k', c->text + o->key, o->key_len);
-                        wadd(c, o->partition, ent, elen, FLS_DEFER_SET, "tr", 0, c->sbuf,
-                             len);
+                        o->tr_sent = o->ntr;
                 } else if (o->kind == 'p' && o->nsch > 0) {
                         char *q;
                         c->sbuf = fls_grow(c->sbuf, &c->sbuf_cap, 8 + SALE_CH * 48, 1);
