@@ -2264,7 +2264,7 @@ static int needs_part(const struct pending *p, const fls_click_feat_t *f)
 }
 
 /* Scores the events whose decision reads a score; the others keep NaN until an action
- * for them is sent (score_sent). The models are a fifth of the consumer's CPU, and
+ * for them is sent (score_sent). The models were a fifth of the consumer's CPU, and
  * most events need neither score: a view in the sale with a cart, say. */
 static int score(clickstream_t *c, char *errstr, size_t errstr_size)
 {
