@@ -618,6 +618,34 @@ Test(store, claims_a_spent_counter_refuses_stay_local)
         fls_store_destroy(st);
 }
 
+/* The values seen are kept for the SEEN_MAX (256) pairs used last: an older pair is
+ * asked about again, a recent one is not. */
+Test(store, claims_forget_the_pairs_used_least_recently)
+{
+        fls_store_t *st = store();
+        fls_claims_t *c = fls_claims_new();
+        char err[256], stream[32];
+
+        for (int i = 0; i < 300; i++) {
+                fls_claims_reset(c);
+                snprintf(stream, sizeof(stream), "s/%d", i);
+                fls_claims_add(c, "budget:y", stream, stream, 1, 1, 1000);
+                cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+                cr_assert_eq(fls_claims_granted(c, 0), 1);
+        }
+        fls_claims_reset(c);
+        fls_claims_add(c, "budget:y", "old", "s/0", 5, 2000, 1000);
+        fls_claims_add(c, "budget:y", "recent", "s/299", 5, 2000, 1000);
+        cr_assert_eq(fls_claims_run(st, c, 3600, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(fls_claims_granted(c, 0), 0);
+        cr_assert_eq(fls_claims_granted(c, 1), 0);
+        cr_assert(claim_recorded("old"), "s/0's pair was replaced: asked");
+        cr_assert_not(claim_recorded("recent"));
+        cr_assert_eq(fls_claims_local(c), 1);
+        fls_claims_destroy(c);
+        fls_store_destroy(st);
+}
+
 Test(store, lists_keep_the_last_items_in_order)
 {
         fls_store_t *st = store();
