@@ -720,8 +720,8 @@ static void process(runner_t *r, size_t n)
                                 r->topic, (int)bpart[k]);
                         p->reseek = 1;
                         posts_drop(p, p->nposts);
-                        fls_claims_forget(
-                            r->emit.claims); /* Redis may have lost writes */
+                        /* Redis may have lost writes, a counter's too. */
+                        fls_claims_forget(r->emit.claims);
                         continue;
                 }
                 if (p->attached)
