@@ -45,7 +45,10 @@ clicks=$(grep -o 'clickstream=[0-9]*' "$RUN/sim.log" | head -1 | cut -d= -f2)
 
 [ "${FLS_MIX_APPENDONLY:-yes}" = yes ] || rcli CONFIG SET appendonly no >/dev/null
 rcli CONFIG RESETSTAT >/dev/null
-mport=$((20000 + RANDOM % 20000))
+# Outside the ephemeral range (32768-60999 here), where an outgoing connection's own
+# port made one run in ~30 fail with "Address already in use".
+mport=$((20000 + RANDOM % 12000))
+while (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null; do mport=$((20000 + RANDOM % 12000)); done
 "$BIN" consume clickstream --bootstrap.file="$BOOTSTRAP_FILE" --redis.port="$REDIS_PORT" \
         --metrics.port="$mport" --consumer.group="mix$RANDOM" "$@" >"$RUN/consumer.log" 2>&1 &
 cons=$!
