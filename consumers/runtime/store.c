@@ -281,6 +281,7 @@ struct fls_store {
         /* the argument list of send_batch, reused from batch to batch */
         struct argref *refs;
         size_t refcap;
+        fls_arena_t cmd; /* the command in RESP, reused */
         /* batches sent by fls_store_send whose replies are not read yet, in order */
         fls_batch_t **inflight;
         size_t ninflight, inflight_head, inflight_cap;
@@ -326,10 +327,6 @@ struct fls_batch {
         size_t hashes_cap;
         int *read_key; /* read index -> key index */
         size_t read_key_cap;
-        /* command */
-        const char **argv;
-        size_t *argvlen;
-        size_t argc, argv_cap;
         fls_arena_t num; /* formatted numbers of the command; reused */
 };
 
@@ -421,6 +418,7 @@ void fls_store_destroy(fls_store_t *st)
                 redisFree(st->rc);
         fls_mirror_destroy(st->mirror);
         fls_arena_free(&st->poison);
+        fls_arena_free(&st->cmd);
         free(st->hptrs);
         free(st->inflight);
         free(st->ttl);
@@ -734,8 +732,6 @@ void fls_batch_destroy(fls_batch_t *b)
         free(b->read_key);
         free(b->served);
         free(b->touch);
-        free(b->argv);
-        free(b->argvlen);
         fls_arena_free(&b->num);
         free(b);
 }
@@ -1156,22 +1152,25 @@ static void coalesce(fls_batch_t *b)
         b->nops = w + 1;
 }
 
-static void arg(fls_batch_t *b, const char *s, size_t len)
+/* One bulk string of a RESP command: "$<len>\r\n<bytes>\r\n". */
+static void resp_bulk(fls_arena_t *out, const char *s, size_t len)
 {
-        if (b->argc == b->argv_cap) {
-                size_t cap = b->argv_cap ? b->argv_cap * 2 : 256;
-                const char **v = realloc(b->argv, cap * sizeof(*v));
-                size_t *l = v ? realloc(b->argvlen, cap * sizeof(*l)) : NULL;
-                if (!v || !l) {
-                        fprintf(stderr, "flashstream: out of memory\n");
-                        abort();
-                }
-                b->argv = v;
-                b->argvlen = l;
-                b->argv_cap = cap;
-        }
-        b->argv[b->argc] = s;
-        b->argvlen[b->argc++] = len;
+        char num[24], *p;
+        const char *digits;
+        size_t n = fls_mirror_int_text(num, (int64_t)len, &digits);
+
+        out->buf = fls_grow(out->buf, &out->cap, out->len + n + len + 5, 1);
+        p = out->buf + out->len;
+        *p++ = '$';
+        memcpy(p, digits, n);
+        p += n;
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, s, len);
+        p += len;
+        *p++ = '\r';
+        *p++ = '\n';
+        out->len = (size_t)(p - out->buf);
 }
 
 /* Copies a formatted number into the b->num arena; returns its offset. */
@@ -1526,18 +1525,32 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
                                           b->keys[k].len)
                         : NULL;
         build(b, refs, &nrefs, refcap);
-        b->argc = 0;
-        for (size_t i = 0; i < nrefs; i++) {
-                struct argref *r = &(*refs)[i];
-                arg(b,
-                    r->arena == 0   ? b->text.buf + r->off
-                    : r->arena == 1 ? b->num.buf + r->off
-                                    : r->s,
-                    r->len);
+        /* Formatted here, not by redisAppendCommandArgv, which goes through two sds
+         * calls per argument: 6 % of the consumer's CPU at ~30 arguments per click
+         * event. */
+        {
+                fls_arena_t *cmd = &b->st->cmd;
+                char num[24];
+                const char *digits;
+                size_t n = fls_mirror_int_text(num, (int64_t)nrefs, &digits);
+                fls_arena_reset(cmd);
+                cmd->buf = fls_grow(cmd->buf, &cmd->cap, n + 3, 1);
+                cmd->buf[0] = '*';
+                memcpy(cmd->buf + 1, digits, n);
+                memcpy(cmd->buf + 1 + n, "\r\n", 2);
+                cmd->len = n + 3;
+                for (size_t i = 0; i < nrefs; i++) {
+                        struct argref *r = &(*refs)[i];
+                        resp_bulk(cmd,
+                                  r->arena == 0   ? b->text.buf + r->off
+                                  : r->arena == 1 ? b->num.buf + r->off
+                                                  : r->s,
+                                  r->len);
+                }
+                if (redisAppendFormattedCommand(b->st->rc, cmd->buf, cmd->len) !=
+                    REDIS_OK)
+                        return REDIS_ERR;
         }
-        if (redisAppendCommandArgv(b->st->rc, (int)b->argc, b->argv, b->argvlen) !=
-            REDIS_OK)
-                return REDIS_ERR;
         /* The reads, in read-index order, as commands of their own right after the
          * script: Redis runs them before anything else this connection sends, and the
          * partition's keys are written by no other connection (the offset fence), so
