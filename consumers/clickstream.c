@@ -1293,29 +1293,35 @@ static void load_user(struct ov *o, const fls_hash_t *h, int64_t off)
         o->act_ts = o->hist[o->nh - 1].act_ts;
 }
 
-/* Loads a category's views as of offset off from its list, "off ts sku" each, oldest
- * first: copies pushed twice and views at or after off are left out (see load_user);
- * on a malformed entry, the views read so far. */
+/* Loads a category's views as of offset off from its list, "off ts sku" each: the
+ * last TRENDING_VIEWS before off, all that trending reads, oldest first. The list is
+ * read from its end, leaving out views at or after off (written ahead, see
+ * load_user) and copies pushed twice: a run pushed again starts at or before views
+ * already there, so a copy is never below the lowest offset kept. A malformed
+ * entry is skipped. Parsing 200 of the list's TR_KEEP entries, not all of them,
+ * matters because each poll loads every category of each partition afresh. */
 static void load_cat(clickstream_t *c, struct ov *o, const fls_hash_t *h, int64_t off)
 {
-        o->ntr = o->tr_sent = 0;
-        for (size_t k = 0; k < h->n; k++) {
+        size_t n = 0;
+        int64_t low = off;
+
+        o->tr = fls_grow(o->tr, &o->tr_cap, TRENDING_VIEWS, sizeof(*o->tr));
+        for (size_t k = h->n; k-- > 0 && n < TRENDING_VIEWS;) {
                 const char *s = h->fields[k], *sk;
                 int64_t of, ts;
                 size_t len;
                 if (get_i64(&s, &of) < 0 || get_i64(&s, &ts) < 0 || *s != ' ')
-                        break;
+                        continue;
                 sk = s + 1;
                 len = strlen(sk);
-                if (len == 0 || len > 60 || of >= off)
-                        break;
-                if (o->ntr > 0 && of <= o->tr[o->ntr - 1].off)
+                if (len == 0 || len > 60 || of >= low)
                         continue;
-                o->tr = fls_grow(o->tr, &o->tr_cap, o->ntr + 1, sizeof(*o->tr));
-                o->tr[o->ntr++] =
+                low = of;
+                o->tr[TRENDING_VIEWS - 1 - n++] =
                     (struct trv){ts, fls_isim_sku_id(sk, len), keep(c, sk, len), len, of};
         }
-        o->tr_sent = o->ntr;
+        memmove(o->tr, o->tr + TRENDING_VIEWS - n, n * sizeof(*o->tr));
+        o->ntr = o->tr_sent = n;
 }
 
 /* Loads the partition's learned sale start as of offset o: "3 (off sale)*", its
