@@ -245,8 +245,30 @@ void fls_mirror_destroy(fls_mirror_t *m)
 
 fls_mentry_t *fls_mirror_find(fls_mirror_t *m, const char *key, size_t len)
 {
-        uint64_t h = key_hash(key, len);
+        return fls_mirror_find_hashed(m, key, len, key_hash(key, len));
+}
 
+uint64_t fls_mirror_hash(const char *key, size_t len)
+{
+        return key_hash(key, len);
+}
+
+void fls_mirror_prefetch(const fls_mirror_t *m, uint64_t h, int step)
+{
+        fls_mentry_t *const *slot = &m->tab[h & (m->tabsize - 1)];
+
+        if (step == 0) {
+                __builtin_prefetch(slot);
+        } else if (*slot) {
+                /* the chain's first entry: its hash, length and key span two lines */
+                __builtin_prefetch(*slot);
+                __builtin_prefetch((const char *)*slot + 64);
+        }
+}
+
+fls_mentry_t *fls_mirror_find_hashed(fls_mirror_t *m, const char *key, size_t len,
+                                     uint64_t h)
+{
         for (fls_mentry_t *e = m->tab[h & (m->tabsize - 1)]; e; e = e->hnext)
                 if (e->h == h && e->keylen == len && memcmp(e->key, key, len) == 0)
                         return e;

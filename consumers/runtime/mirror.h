@@ -31,6 +31,14 @@ void fls_mirror_clear(fls_mirror_t *m);
 
 /* The entry of key, or NULL; does not count as a use. */
 fls_mentry_t *fls_mirror_find(fls_mirror_t *m, const char *key, size_t len);
+/* The same with the key's fls_mirror_hash. A caller looking up many keys at once
+ * hashes them all, calls fls_mirror_prefetch with step 0 for each, then step 1 for
+ * each, then finds them: the cache misses of the table and of the entries overlap
+ * instead of coming one after the other (they were most of the time of a find). */
+uint64_t fls_mirror_hash(const char *key, size_t len);
+void fls_mirror_prefetch(const fls_mirror_t *m, uint64_t h, int step);
+fls_mentry_t *fls_mirror_find_hashed(fls_mirror_t *m, const char *key, size_t len,
+                                     uint64_t h);
 /* Marks the entry as just used (the last one trim evicts). */
 void fls_mirror_touch(fls_mirror_t *m, fls_mentry_t *e);
 /* Replaces the key's content with n strings (lens[i] bytes each; a hash: field,
