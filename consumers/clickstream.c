@@ -1248,13 +1248,18 @@ static void load_pre(struct ov *o, const fls_hash_t *uh, int64_t off)
  * before them, and folding them in again would count them twice. Stepping back is
  * exact while the list's last UH entries hold T before off (the user had at most
  * UH - T events in the replayed batch); past that, or on a malformed entry, the
- * history starts shorter or empty. */
+ * history starts shorter or empty. The list is read from its end, like a
+ * category's (load_cat), and only the last T entries are taken: the LSTM reads T,
+ * and the state is the last entry's. */
 static void load_user(struct ov *o, const fls_hash_t *h, int64_t off)
 {
+        int n = 0;
+        int64_t low = off;
+
         o->nh = 0;
         o->wr_last = -1;
         o->wr_batch = 0;
-        for (size_t k = 0; k < h->n; k++) {
+        for (size_t k = h->n; k-- > 0 && n < T;) {
                 const char *s = h->fields[k];
                 struct uent e;
                 int ty, sa;
@@ -1264,27 +1269,23 @@ static void load_user(struct ov *o, const fls_hash_t *h, int64_t off)
                     get_i64(&s, &ts) < 0 || get_i64(&s, &ce) < 0 ||
                     get_i64(&s, &sk) < 0 || get_int(&s, &sa) < 0 ||
                     get_i64(&s, &lb) < 0 || get_i64(&s, &se) < 0 ||
-                    get_i64(&s, &st) < 0 || get_i64(&s, &at) < 0 || ty < 0 || ty > 5) {
-                        o->nh = 0;
+                    get_i64(&s, &st) < 0 || get_i64(&s, &at) < 0 || ty < 0 || ty > 5)
                         return;
-                }
-                if (of >= off)
-                        break;
-                if (o->nh > 0 && of <= o->hist[o->nh - 1].off)
+                if (of >= low)
                         continue;
+                low = of;
                 e.ev = (fls_isim_ev_t){ty, ts, (double)ce / 100.0, (uint32_t)sk, sa};
                 e.off = of;
                 e.last_buy = lb;
                 e.sess = (uint32_t)se;
                 e.sess_start = st;
                 e.act_ts = at;
-                if (o->nh == UH)
-                        memmove(o->hist, o->hist + 1, (UH - 1) * sizeof(*o->hist)),
-                            o->nh--;
-                o->hist[o->nh++] = e;
+                o->hist[T - 1 - n++] = e;
         }
-        if (o->nh == 0)
+        if (n == 0)
                 return;
+        memmove(o->hist, o->hist + T - n, (size_t)n * sizeof(*o->hist));
+        o->nh = n;
         o->wr_last = o->hist[o->nh - 1].off;
         o->last_ts = o->hist[o->nh - 1].ev.ts;
         o->last_buy = o->hist[o->nh - 1].last_buy;
