@@ -1574,7 +1574,7 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
          * calls per argument: 6 % of the consumer's CPU at ~30 arguments per click
          * event. */
         {
-                fls_arena_t *cmd = &b->st->cmd;
+                fls_arena_t *cmd = &st->cmd;
                 char num[24];
                 const char *digits;
                 size_t n = fls_mirror_int_text(num, (int64_t)nrefs, &digits);
@@ -1592,8 +1592,7 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
                                                   : r->s,
                                   r->len);
                 }
-                if (redisAppendFormattedCommand(b->st->rc, cmd->buf, cmd->len) !=
-                    REDIS_OK)
+                if (redisAppendFormattedCommand(st->rc, cmd->buf, cmd->len) != REDIS_OK)
                         return REDIS_ERR;
         }
         /* The reads, in read-index order, as commands of their own right after the
