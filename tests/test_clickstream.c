@@ -902,3 +902,54 @@ Test(clickstream, inactive_since_sale_reminded_once_for_any_batching)
         }
         h_close(&ref);
 }
+
+/* ---- copies pushed twice ------------------------------------------------------- */
+
+/* Views of one category, each SKU once; the last view's recommendations need SKUs
+ * with two views in the last minute, so it gets none, unless a load counts a copy. */
+static const ev_t dup_evs[] = {
+    {"u0", "s0", VIEW, "k0", "tvs", 100, 0, "fs", S(100)},
+    {"u1", "s1", VIEW, "k1", "tvs", 100, 0, "fs", S(101)},
+    {"u2", "s2", VIEW, "k2", "tvs", 100, 0, "fs", S(102)},
+    {"u3", "s3", VIEW, "k3", "tvs", 100, 0, "fs", S(103)},
+    {"u4", "s4", VIEW, "k4", "tvs", 100, 0, "fs", S(104)},
+    {"u5", "s5", VIEW, "k5", "tvs", 100, 0, "fs", S(105)},
+    {"u6", "s6", VIEW, "k6", "tvs", 100, 0, "fs", S(106)},
+    {"u7", "s7", VIEW, "k7", "tvs", 100, 0, "fs", S(107)},
+    {"u8", "s8", VIEW, "k8", "tvs", 100, 0, "fs", S(108)},
+    {"u9", "s9", VIEW, "k9", "tvs", 100, 0, "fs", S(110)},
+};
+#define NDUP (sizeof(dup_evs) / sizeof(dup_evs[0]))
+
+/* A script applied twice pushes its views twice (see clickstream.c, "3."): here the
+ * views of events 2..4 are pushed again by hand, between the batch that wrote them
+ * and the next, and the last view must still count each view once. */
+Test(clickstream, views_pushed_twice_are_counted_once)
+{
+        static const char *const extra[] = {"clickstream.cap_s=0",
+                                            "clickstream.reco_min_participation=0",
+                                            "clickstream.reco_min_trend=0", NULL};
+        static const size_t one[] = {NDUP};
+        fls_click_feat_t ref[NDUP];
+        char cmd[512];
+        size_t n;
+        h_t h;
+
+        h_open(&h, NDUP, extra);
+        run_batches(&h, dup_evs, one, 1);
+        memcpy(ref, h.feat, sizeof(ref));
+        cr_assert_eq(ref[NDUP - 1].kind, FLS_CLICK_NONE, "no SKU trends in one pass");
+        h_close(&h);
+
+        h_open(&h, NDUP, extra);
+        h_poll(&h, dup_evs, 0, 0, 0, 5);
+        h_poll(&h, dup_evs, 0, 0, 5, 9); /* applies the pushes of 0..4 */
+        n = (size_t)snprintf(cmd, sizeof(cmd), "RPUSH 't:{%s.%d}:k:tvs:tr'", TOPIC, PART);
+        for (size_t i = 2; i < 5; i++)
+                n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " '%zu %" PRId64 " %s'",
+                                      i, dup_evs[i].ts, dup_evs[i].sku);
+        free(fls_t_redis_cli(&env, cmd));
+        h_poll(&h, dup_evs, 0, 0, 9, NDUP);
+        check_same(ref, h.feat, NDUP, "views pushed twice");
+        h_close(&h);
+}
