@@ -1185,25 +1185,28 @@ static void coalesce(fls_batch_t *b)
         b->nops = w + 1;
 }
 
+/* A RESP length line: "<type><n>\r\n" ('*' the argument count, '$' a string's). */
+static void resp_len(fls_arena_t *out, char type, size_t n)
+{
+        char num[24];
+        const char *digits;
+        size_t len = fls_mirror_int_text(num, (int64_t)n, &digits);
+
+        out->buf = fls_grow(out->buf, &out->cap, out->len + len + 3, 1);
+        out->buf[out->len] = type;
+        memcpy(out->buf + out->len + 1, digits, len);
+        memcpy(out->buf + out->len + 1 + len, "\r\n", 2);
+        out->len += len + 3;
+}
+
 /* One bulk string of a RESP command: "$<len>\r\n<bytes>\r\n". */
 static void resp_bulk(fls_arena_t *out, const char *s, size_t len)
 {
-        char num[24], *p;
-        const char *digits;
-        size_t n = fls_mirror_int_text(num, (int64_t)len, &digits);
-
-        out->buf = fls_grow(out->buf, &out->cap, out->len + n + len + 5, 1);
-        p = out->buf + out->len;
-        *p++ = '$';
-        memcpy(p, digits, n);
-        p += n;
-        *p++ = '\r';
-        *p++ = '\n';
-        memcpy(p, s, len);
-        p += len;
-        *p++ = '\r';
-        *p++ = '\n';
-        out->len = (size_t)(p - out->buf);
+        resp_len(out, '$', len);
+        out->buf = fls_grow(out->buf, &out->cap, out->len + len + 2, 1);
+        memcpy(out->buf + out->len, s, len);
+        memcpy(out->buf + out->len + len, "\r\n", 2);
+        out->len += len + 2;
 }
 
 /* Copies a formatted number into the b->num arena; returns its offset. */
@@ -1575,15 +1578,8 @@ static int send_batch(fls_batch_t *b, struct argref **refs, size_t *refcap)
          * event. */
         {
                 fls_arena_t *cmd = &st->cmd;
-                char num[24];
-                const char *digits;
-                size_t n = fls_mirror_int_text(num, (int64_t)nrefs, &digits);
                 fls_arena_reset(cmd);
-                cmd->buf = fls_grow(cmd->buf, &cmd->cap, n + 3, 1);
-                cmd->buf[0] = '*';
-                memcpy(cmd->buf + 1, digits, n);
-                memcpy(cmd->buf + 1 + n, "\r\n", 2);
-                cmd->len = n + 3;
+                resp_len(cmd, '*', nrefs);
                 for (size_t i = 0; i < nrefs; i++) {
                         struct argref *r = &(*refs)[i];
                         resp_bulk(cmd,
