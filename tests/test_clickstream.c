@@ -297,11 +297,15 @@ static void h_poll(h_t *h, const ev_t *evs, size_t ro_from, size_t ro_to, size_t
         }
 }
 
-/* What the runner's teardown does when it stops before a batch's outputs were
- * confirmed: it records the pending deferred writes in one read-only script, with
- * the "emitted" mark it had before that batch (here: emitted). */
+/* Puts Redis in the state a replay must be safe over: the pending deferred writes
+ * (snapshots, histories, decision marks as of the last poll) applied, but the
+ * "emitted" mark back at emitted, so that the restart replays what they cover. The
+ * runner no longer leaves this state (the writes and their mark are one script; it
+ * once recorded them with the old mark at teardown: the fault suite's doubled
+ * histories), so the mark is set back by hand. */
 static void h_stop_records(h_t *h, int64_t emitted)
 {
+        char cmd[128];
         char err[512];
         fls_batch_t *b = h->b[0];
         fls_batch_begin(b, TOPIC, PART, 1);
@@ -310,9 +314,14 @@ static void h_stop_records(h_t *h, int64_t emitted)
                 int ent = fls_batch_entity(b, q->entity, strlen(q->entity));
                 fls_batch_defer(b, ent, q->kind, q->field, q->i, q->has_s ? q->s : NULL);
         }
-        fls_batch_offsets(b, -1, -1, emitted, 0, 0);
+        cr_assert_gt(h->nposts, 0, "nothing to record");
+        fls_batch_offsets(b, -1, -1, h->emitted, 0, 0);
         cr_assert_eq(fls_store_apply(h->st, &b, 1, err, sizeof(err)), 0, "%s", err);
+        cr_assert_not(fls_batch_stale(b));
         h->nposts = 0;
+        snprintf(cmd, sizeof(cmd), "HSET 't:{%s.%d}:meta' emitted %" PRId64, TOPIC, PART,
+                 emitted);
+        free(fls_t_redis_cli(&env, cmd));
 }
 
 /* Runs evs in new batches ending at the given cuts (ascending, last == n). */
@@ -590,11 +599,11 @@ Test(clickstream, features_are_as_of_the_event_for_any_batching)
         check_same(ref, h.feat, NSEQ, "crash replay");
         h_close(&h);
 
-        /* A stop after events 10..25 were decided but before their outputs were
-         * confirmed: the runner's teardown records their deferred writes (snapshots
-         * and decision marks as of event 25) with the old "emitted" mark 9, so the
-         * restart replays 10..25 on top of state that already holds them (the fault
-         * suite's doubled histories). Replayed in one poll with the next new batch. */
+        /* Events 10..25's deferred writes (snapshots, histories and decision marks
+         * as of event 25) are in Redis but the "emitted" mark says 9 (h_stop_records),
+         * so the restart replays 10..25 on top of state that already holds them: the
+         * loads must read as of each event, not what was written ahead of it.
+         * Replayed in one poll with the next new batch. */
         h_open(&h, NSEQ, extra);
         h_poll(&h, seq_evs, 0, 0, 0, 10);
         h_poll(&h, seq_evs, 0, 0, 10, 26);
@@ -611,8 +620,9 @@ Test(clickstream, features_are_as_of_the_event_for_any_batching)
 
         /* The same in two polls (10..17, then 18..25 with the new batch): the first
          * poll's writes land with a proper mark, the second starts from them. Both
-         * push again history entries the list holds; ann's event 27, in a poll of its
-         * own, reads those copies after the originals and must skip them. */
+         * push again history entries and views the lists hold; the second poll and
+         * ann's event 27, in a poll of its own, read those copies after the
+         * originals and must skip them. */
         h_open(&h, NSEQ, extra);
         h_poll(&h, seq_evs, 0, 0, 0, 10);
         h_poll(&h, seq_evs, 0, 0, 10, 26);
@@ -873,8 +883,9 @@ Test(clickstream, inactive_since_sale_reminded_once_for_any_batching)
         check_same(ref.feat, h.feat, NINACT, "crash replay");
         h_close(&h);
 
-        /* A stop that recorded 4..11's writes (records, marks, the sweep's) with the
-         * old mark: the replay runs over state written ahead of it, in two polls. */
+        /* 4..11's writes (records, marks, the sweep's) in Redis with the mark at 3
+         * (h_stop_records): the replay runs over state written ahead of it, in two
+         * polls. */
         inact_open(&h, "0", "100");
         h_poll(&h, inact_evs, 0, 0, 0, 4);
         h_poll(&h, inact_evs, 0, 0, 4, 12);
