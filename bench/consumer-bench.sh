@@ -13,7 +13,12 @@
 #               ceiling rate timed inside the probe. Ratio.
 #   latency     per consumer, the simulator in realtime mode (sim.spike=1: a steady
 #               rate) at 50% and 70% of the consumer's median sustained rate of its own
-#               topic; bench_latency reads the output topic: now - event_ts.
+#               topic; bench_latency reads the output topic: now - event_ts. Before
+#               the reps, the same traffic (rep 1's seed) as a backlog, timed like the
+#               throughput phase: the rate the consumer sustains on that traffic, and
+#               so the load the latency figure was taken at (the steady traffic of a
+#               fresh stack is not the throughput phase's event set and costs more
+#               per event). Skipped below FLS_BENCH_LAT_CAP_MIN events (20000).
 #   hot SKU     clickstream, uniform SKUs (sim.zipf_s=0) against 80% of product
 #               views on one SKU (sim.hot_share=0.8, the clicks follow the views).
 #   RSS         clickstream over FLS_BENCH_RSS_EVENTS events produced in waves while
@@ -307,6 +312,18 @@ if [[ " $PHASES " == *" latency "* ]]; then
                         # The simulator's pace in realtime mode tops out near 100k clicks/s
                         # on this machine: beyond that the topic gets less than asked.
                         simrate=$(awk -v t="$target" -v s="$share" 'BEGIN { r = t / s; if (r > 100000) r = 100000; printf "%.0f", r }')
+                        cap=
+                        stack_up "lat-cap-$app-$pctl" 12
+                        counts=$(produce 1 0 "$T_OLD" "${lat_opts[@]}" --sim.spike=1 \
+                                --sim.rate="$simrate" --sim.duration_s="$LAT_S")
+                        n=$(count_of "$app" "$counts")
+                        if [ "$n" -ge "${FLS_BENCH_LAT_CAP_MIN:-20000}" ]; then
+                                quiet "backlog rate of the latency traffic, $app at $pctl%"
+                                measure "$app" "$n" 12 "lat-cap-$app-$pctl" >"$RUN/m.out"
+                                read -r cap _ _ <"$RUN/m.out"
+                                log "  $app at $pctl%: the same traffic as a backlog ($n events): $cap events/s"
+                        fi
+                        stack_down
                         for ((rep = 1; rep <= REPS; rep++)); do
                                 name="lat-$app-$pctl-$rep"
                                 stack_up "$name" 12
@@ -350,8 +367,12 @@ if [[ " $PHASES " == *" latency "* ]]; then
                         done
                         f=$RUN/lat.$app.$pctl
                         [ -s "$f" ] || continue
-                        LAT[$app.$pctl]=$(printf '%s/s in, %s decisions, p50 %s, p99 %s, p99.9 %s ms' \
-                                "$(awk '{ print $1 }' "$f" | median)" \
+                        in=$(awk '{ print $1 }' "$f" | median)
+                        load=n/a
+                        [ -n "$cap" ] && load=$(awk -v i="$in" -v c="$cap" \
+                                'BEGIN { printf "%.2f of its backlog rate %d/s", i / c, c }')
+                        LAT[$app.$pctl]=$(printf '%s/s in (load %s), %s decisions, p50 %s, p99 %s, p99.9 %s ms' \
+                                "$in" "$load" \
                                 "$(sed 's/.*decisions=\([0-9]*\).*/\1/' "$f" | median)" \
                                 "$(sed 's/.*p50_ms=\([0-9.]*\).*/\1/' "$f" | median)" \
                                 "$(sed 's/.*p99_ms=\([0-9.]*\).*/\1/' "$f" | median)" \
