@@ -11,7 +11,10 @@
 #   usage: bash bench/command-mix.sh [EVENTS [PARTITIONS [--consumer options ...]]]
 #   env:   FLS_BUILD (default build); FLS_MIX_APPENDONLY=no switches Redis's AOF off
 #          before the consumer starts, to measure what it costs (the stack runs with
-#          appendonly yes, as the fault model needs)
+#          appendonly yes, as the fault model needs); FLS_MIX_SIM="--sim.x=y ..."
+#          adds simulator options, e.g. the consumer-bench latency traffic:
+#          FLS_MIX_SIM="--sim.spike=1 --sim.rate=15534 --sim.duration_s=10 --sim.seed=1"
+#          with EVENTS 0 (no limit)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${FLS_BUILD:-$ROOT/build}
@@ -36,9 +39,10 @@ cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 # Event times start on a whole minute 6 h ago, so that every run sees the same buckets.
 # shellcheck disable=SC2017 # the division rounds down to the minute on purpose
 t0=$((($(date +%s) - 6 * 3600) / 60 * 60000))
+read -r -a sim_extra <<<"${FLS_MIX_SIM:-}"
 "$BIN" simulate --sim.realtime=false --sim.produce=true --sim.events="$N" \
         --sim.duration_s=0 --sim.seed=7 --sim.start_ts="$t0" --sim.progress_ms=0 \
-        --bootstrap.file="$BOOTSTRAP_FILE" >"$RUN/sim.log" 2>&1 ||
+        --bootstrap.file="$BOOTSTRAP_FILE" "${sim_extra[@]}" >"$RUN/sim.log" 2>&1 ||
         { tail -5 "$RUN/sim.log" >&2; exit 1; }
 clicks=$(grep -o 'clickstream=[0-9]*' "$RUN/sim.log" | head -1 | cut -d= -f2)
 [ -n "$clicks" ] || { cat "$RUN/sim.log" >&2; exit 1; }
