@@ -305,7 +305,7 @@ static void h_poll(h_t *h, const ev_t *evs, size_t ro_from, size_t ro_to, size_t
  * histories), so the mark is set back by hand. */
 static void h_stop_records(h_t *h, int64_t emitted)
 {
-        char cmd[128];
+        char cmd[128], *v;
         char err[512];
         fls_batch_t *b = h->b[0];
         fls_batch_begin(b, TOPIC, PART, 1);
@@ -319,6 +319,11 @@ static void h_stop_records(h_t *h, int64_t emitted)
         cr_assert_eq(fls_store_apply(h->st, &b, 1, err, sizeof(err)), 0, "%s", err);
         cr_assert_not(fls_batch_stale(b));
         h->nposts = 0;
+        /* The mark is stored with the deferred writes, or neither */
+        snprintf(cmd, sizeof(cmd), "HGET 't:{%s.%d}:meta' emitted", TOPIC, PART);
+        v = fls_t_redis_cli(&env, cmd);
+        cr_assert_eq(strtoll(v, NULL, 10), h->emitted, "not recorded: %s", v);
+        free(v);
         snprintf(cmd, sizeof(cmd), "HSET 't:{%s.%d}:meta' emitted %" PRId64, TOPIC, PART,
                  emitted);
         free(fls_t_redis_cli(&env, cmd));
