@@ -28,19 +28,19 @@
  *      replay starts right after that mark, from that very state), advanced event by
  *      event in memory through one poll (the overlay: a poll can hold a read-only
  *      batch and a new one of the same partition, and the first one's deferred
- *      writes land only with the next poll). Snapshots are SET/MAX, so a script
- *      applied twice (a lost reply, retried) changes nothing, except the user's
- *      history and the category's views, lists each batch appends to: their readers
- *      skip the copies that a script applied twice or a replay pushes. Snapshots are
- * lists of offset-tagged events (with the state after each) and are read as of the
- *      entity's first event of the poll, leaving out what is at or after it: a
- *      stopping runner records the deferred writes of its last batch without moving
- *      "emitted" (its teardown keeps the mark it had), so the restart can replay
- *      events a snapshot already holds. They hold more than the features read (UH,
- *      TR_KEEP, SALE_CH) so that the step back is exact, and being functions of the
- *      input alone they are the same for any batching. The decision marks (coupon,
- *      reminder, cap) hold minus the first offset, like set members, for the same
- *      reason.
+ *      writes land only with the next poll). The store applies deferred writes once
+ *      per "emitted" mark, in the script that stores the mark, so a retried script or
+ *      a replay does not write them twice. The readers of the two lists each batch
+ *      appends to, the user's history and the category's views, still skip copies
+ *      and read as of the entity's first event of the poll, leaving out what is at or
+ *      after it: a runner's teardown once recorded the deferred writes of its last
+ *      batch with the mark it had, so a restart replayed events the lists already
+ *      held, and Redis may still hold such lists (test_clickstream builds that state
+ *      on purpose). Snapshots are lists of offset-tagged events (with the state after
+ *      each). They hold more than the features read (UH, TR_KEEP, SALE_CH) so that
+ *      the step back is exact, and being functions of the input alone they are the
+ *      same for any batching. The decision marks (coupon, reminder, cap) hold minus
+ *      the first offset, like set members, for the same reason.
  *
  * Keys (all under the partition's hash tag, see store.h):
  *   u:<user>       n_<type> lifetime counts, last_ts, last_sku, cart_c / cart_n (cart
@@ -1240,12 +1240,12 @@ static void load_pre(struct ov *o, const fls_hash_t *uh, int64_t off)
 /* Loads a user's history as of offset off (the user's first event of the poll): the
  * list u:<user>:h, one entry per event "off type ts cents sku sale last_buy sess start
  * act_ts", oldest first; the state is the one after the last entry before off.
- * Entries are deferred pushes (user_writes), so a replay pushes again what the first
- * run pushed, the same entries for the same offsets: an entry at or below one taken
- * already is such a copy and is skipped. Entries at or after off are there when a
- * stopping runner recorded the deferred writes of its last batch without moving
- * "emitted" (its teardown records them with the mark it had): the replay then starts
- * before them, and folding them in again would count them twice. Stepping back is
+ * Entries are deferred pushes (user_writes), applied once per "emitted" mark. Lists
+ * written while a runner's teardown recorded them with its old mark (see the top of
+ * this file) hold copies, the same entries for the same offsets: an entry at or
+ * below one taken already is such a copy and is skipped. They also hold entries at
+ * or after off, ahead of the replay that starts before them: folding those in would
+ * count them twice. Stepping back is
  * exact while the list's last UH entries hold T before off (the user had at most
  * UH - T events in the replayed batch); past that, or on a malformed entry, the
  * history starts shorter or empty. The list is read from its end, like a

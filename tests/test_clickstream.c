@@ -937,9 +937,10 @@ static const ev_t dup_evs[] = {
 };
 #define NDUP (sizeof(dup_evs) / sizeof(dup_evs[0]))
 
-/* A script applied twice pushes its views twice (see clickstream.c, "3."): here the
- * views of events 2..4 are pushed again by hand, between the batch that wrote them
- * and the next, and the last view must still count each view once. */
+/* A category list holding views twice (clickstream.c, "3.": left by an older
+ * runner's teardown): here the views of events 2..4 are pushed again by hand,
+ * between the batch that wrote them and the next, and the last view must still count
+ * each view once. */
 Test(clickstream, views_pushed_twice_are_counted_once)
 {
         static const char *const extra[] = {"clickstream.cap_s=0",
